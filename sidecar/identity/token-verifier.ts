@@ -23,7 +23,7 @@ export const AUTH_ERROR_SQLSTATE = {
 export type TokenErrorCode = typeof ERR_AUTH_TOKEN_INVALID | typeof ERR_AUTH_TOKEN_REJECTED;
 
 export type TokenRejectReason =
-  | 'missing-token' | 'too-large' | 'malformed' | 'unknown-issuer' | 'wrong-issuer' | 'wrong-audience'
+  | 'missing-token' | 'too-large' | 'wrong-type' | 'malformed' | 'unknown-issuer' | 'wrong-issuer' | 'wrong-audience'
   | 'alg-not-allowed' | 'bad-signature' | 'unknown-kid' | 'ambiguous-key' | 'unusable-key' | 'keys-unavailable'
   | 'unsupported-header' | 'expired' | 'not-yet-valid' | 'issued-in-future' | 'too-old' | 'missing-claim'
   | 'invalid-claim' | 'sub-mismatch' | 'extended-token' | 'not-a-workload-token' | 'verification-failed';
@@ -78,6 +78,8 @@ export interface IssuerVerification {
   readonly algorithms?: readonly string[];
   readonly maxTokenAgeSeconds?: number;
   readonly clockToleranceSeconds?: number;
+  /** Required JOSE `typ`, e.g. `at+jwt` (RFC 9068) so an IdP's ID token is not taken as an access token. */
+  readonly typ?: string;
   readonly keys: TokenKeySource;
 }
 
@@ -99,6 +101,7 @@ interface ResolvedIssuer {
   readonly algorithms: string[];
   readonly maxTokenAge: number;
   readonly clockTolerance: number;
+  readonly typ: string | undefined;
   readonly keys: TokenKeySource;
 }
 
@@ -146,7 +149,7 @@ function resolveIssuer(config: IssuerVerification): ResolvedIssuer {
     throw new CustosError('ERR_CONFIG_INVALID', `issuer ${config.issuer}: maxTokenAgeSeconds and clockToleranceSeconds must be non-negative integers`);
   }
   if (config.audience.length === 0) throw new CustosError('ERR_CONFIG_INVALID', `issuer ${config.issuer}: audience is empty`);
-  return { issuer: config.issuer, audience: config.audience, algorithms, maxTokenAge, clockTolerance, keys: config.keys };
+  return { issuer: config.issuer, audience: config.audience, algorithms, maxTokenAge, clockTolerance, typ: config.typ, keys: config.keys };
 }
 
 /** Maps a jose (or key holder) failure to a reason; never copies token content into the message. */
@@ -164,6 +167,7 @@ function mapVerifyError(error: unknown, kid: unknown): TokenVerificationError {
   if (error instanceof errors.JWTClaimValidationFailed) {
     if (error.claim === 'aud') return rejected('wrong-audience', undefined, cause);
     if (error.claim === 'iss') return rejected('wrong-issuer', undefined, cause);
+    if (error.claim === 'typ') return rejected('wrong-type', undefined, cause);
     if (error.reason === 'missing') return invalid('missing-claim', `"${sanitizeForLog(error.claim)}"`, cause);
     if (error.reason === 'invalid') return invalid('invalid-claim', `"${sanitizeForLog(error.claim)}"`, cause);
     if (error.claim === 'nbf') return invalid('not-yet-valid', undefined, cause);
@@ -286,6 +290,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         maxTokenAge: config.maxTokenAge,
         clockTolerance: config.clockTolerance,
         currentDate: new Date(now),
+        ...(config.typ === undefined ? {} : { typ: config.typ }),
       }));
     } catch (error: unknown) {
       throw mapVerifyError(error, kid);
