@@ -388,6 +388,8 @@ export class IssuerKeys {
         signal: controller.signal,
         headers: { accept: 'application/jwk-set+json, application/json' },
       });
+      // An injected fetch may ignore the signal: a late answer is still a timeout.
+      if (controller.signal.aborted) throw new RefreshFailure('timeout', `no response within ${this.#timeoutMs} ms`);
       if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
         await response.body?.cancel();
         throw new RefreshFailure('redirect', `HTTP ${response.status}: redirects are not followed`);
@@ -407,6 +409,7 @@ export class IssuerKeys {
         throw new RefreshFailure('too-large', `body exceeds ${this.#maxBytes} bytes`);
       }
       const body = await readCapped(response, this.#maxBytes);
+      if (controller.signal.aborted) throw new RefreshFailure('timeout', `no complete response within ${this.#timeoutMs} ms`);
       return this.#install(body);
     } catch (error: unknown) {
       if (error instanceof RefreshFailure) throw error;
