@@ -74,7 +74,8 @@ const KUBERNETES_KEYWORDS = [
 ];
 
 /** Keywords the API server enforces that a generated ajv validator could not mirror. */
-const UNSUPPORTED_KEYWORDS = ['x-kubernetes-validations', 'x-kubernetes-list-map-keys'];
+// (list-type set/map make the API server reject duplicates; atomic, the default, needs no keyword.)
+const UNSUPPORTED_KEYWORDS = ['x-kubernetes-validations', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys'];
 
 /**
  * RFC 3339 date-time, as the API server's `strfmt` checks `format: date-time` (no ajv-formats:

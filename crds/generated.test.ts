@@ -49,6 +49,12 @@ describe('generateFromCrd', () => {
     }
   });
 
+  it('emits a validator that imports nothing when the schema uses lengths and formats', () => {
+    const validator = generateFromCrd(source)[1]?.content ?? '';
+    assert.match(validator, /ucs2length\(/);
+    assert.doesNotMatch(validator, /^import |\brequire\(/m);
+  });
+
   it('names nested types after their property path', () => {
     const types = generateFromCrd(source)[0]?.content ?? '';
     for (const name of ['AccessPolicy', 'AccessPolicySpec', 'AccessPolicyRule', 'AccessPolicyTarget', 'AccessPolicySubject',
