@@ -114,6 +114,27 @@ describe('connectUpstream against PostgreSQL 15 with SCRAM-SHA-256 and TLS', () 
     }
   });
 
+  it('hands over a socket that starts flowing when the new owner only attaches a data listener', async () => {
+    const conn = await connectUpstream(optionsFor(pg, { mode: 'require' }));
+    try {
+      const framer = new BackendFramer();
+      const ready = new Promise<BackendMessage[]>((resolve) => {
+        const seen: BackendMessage[] = [];
+        conn.socket.on('data', (chunk: Buffer) => {
+          for (const f of framer.push(chunk)) {
+            const m = decodeBackendMessage(f);
+            seen.push(m);
+            if (m.type === 'ReadyForQuery') resolve(seen);
+          }
+        });
+      });
+      conn.socket.write(fe.query('select 42'));
+      assert.equal(firstValue(await ready), '42');
+    } finally {
+      close(conn);
+    }
+  });
+
   it('connects with verify-ca when the server name does not match, since only the chain is checked', async () => {
     const conn = await connectUpstream(optionsFor(pg, { mode: 'verify-ca', ca, serverName: 'db.example.com' }));
     close(conn);
@@ -272,6 +293,30 @@ describe('connectUpstream against hostile or broken servers', () => {
     });
     try {
       await assert.rejects(connectUpstream(hostileOptions(server.port, { mode: 'disable' })), (e: unknown) => isCustosError(e, 'ERR_PG_AUTH') && /before completing SCRAM/.test(e.message));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('returns bytes that arrived after ReadyForQuery in the same read as buffered', async () => {
+    const notice = Buffer.from([0x4e, 0, 0, 0, 12, 0x4d, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0, 0]); // NoticeResponse M=hello
+    const server = await hostileServer((s) => {
+      s.write(Buffer.concat([
+        Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 0]), // AuthenticationOk (trust)
+        Buffer.from([0x53, 0, 0, 0, 8, 0x61, 0, 0x62, 0, 0x4b, 0, 0, 0, 12, 0, 0, 0, 7, 1, 2, 3, 4]), // ParameterStatus a=b, BackendKeyData
+        Buffer.from([0x5a, 0, 0, 0, 5, 0x54]), // ReadyForQuery T
+        notice,
+        notice.subarray(0, 3),
+      ]));
+    });
+    try {
+      const conn = await connectUpstream(hostileOptions(server.port, { mode: 'disable' }));
+      assert.equal(conn.authMethod, 'trust');
+      assert.equal(conn.transactionStatus, 'T');
+      assert.deepEqual([...conn.parameters], [['a', 'b']]);
+      assert.deepEqual(conn.backendKey, { pid: 7, secret: Buffer.from([1, 2, 3, 4]) });
+      assert.deepEqual(conn.buffered, Buffer.concat([notice, notice.subarray(0, 3)]));
+      conn.socket.destroy();
     } finally {
       await server.close();
     }
