@@ -114,7 +114,7 @@ describe('connectUpstream against PostgreSQL 15 with SCRAM-SHA-256 and TLS', () 
     }
   });
 
-  it('hands over a socket that starts flowing when the new owner only attaches a data listener', async () => {
+  it('hands over a socket that starts flowing when the new owner only attaches a data listener', { timeout: 10_000 }, async () => {
     const conn = await connectUpstream(optionsFor(pg, { mode: 'require' }));
     try {
       const framer = new BackendFramer();
