@@ -88,7 +88,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   ];
   let caCertPath: string | undefined;
   if (options.tls === true) {
-    const certs = await makeCertificates(['localhost', '127.0.0.1'], await mkdtemp(join(tmpdir(), 'custos-pg-tls-')));
+    const certs = await makeCertificates(['localhost', '127.0.0.1'], join(dir, 'tls'));
     for (const f of ['server.crt', 'server.key', 'ca.crt']) await copyFile(join(certs.dir, f), join(dataDir, f));
     if (owner) for (const f of ['server.crt', 'server.key', 'ca.crt']) await chown(join(dataDir, f), owner.uid, owner.gid);
     await chmod(join(dataDir, 'server.key'), 0o600);

@@ -30,6 +30,8 @@ export async function run(command: string, args: readonly string[], options: Spa
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('error', reject);
+    // A child that exits without reading its stdin makes our write fail with EPIPE: not an error.
+    child.stdin?.on('error', () => undefined);
     child.once('close', (code) => {
       if (code === 0) resolve(stdout);
       else reject(new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`));

@@ -1,6 +1,6 @@
 // Throwaway certificate authority and server certificates for TLS tests, made with the openssl
 // command-line tool (Debian package `openssl`).
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from './processes.ts';
@@ -18,6 +18,7 @@ export interface TestCertificates {
 /** A CA and a server certificate for `names` (DNS names and IP addresses). */
 export async function makeCertificates(names: readonly string[] = ['localhost', '127.0.0.1'], dir?: string): Promise<TestCertificates> {
   const base = dir ?? (await mkdtemp(join(tmpdir(), 'custos-tls-')));
+  await mkdir(base, { recursive: true });
   const p = (f: string): string => join(base, f);
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
     '-subj', '/CN=custos-test-ca', '-keyout', p('ca.key'), '-out', p('ca.crt')]);

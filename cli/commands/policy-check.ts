@@ -1,0 +1,125 @@
+// `custos policy check`: the decision the sidecar would take, without a database. Platform teams
+// run it in CI over a file of statements (JSON lines on stdin) to test a policy before applying it.
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import type { CompiledPolicy } from '../../policy/compile.ts';
+import { evaluate } from '../../policy/evaluate.ts';
+import { analyseSql, loadSqlParser } from '../../policy/sql/parser.ts';
+import type { Decision, Principal, RequestIdentity } from '../../policy/types.ts';
+import { loadPolicyFile } from '../../sidecar/policy-store.ts';
+
+/**
+ * Identity as JSON: `{"workload": {"namespace": "payments", "serviceAccount": "reporter"},
+ * "caller": {"issuer": "https://…", "subject": "…", "claims": {…}}}`; either part may be absent.
+ */
+export function parseIdentity(value: unknown): RequestIdentity {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== 'object') throw new Error('identity must be a JSON object');
+  const v = value as { workload?: Record<string, unknown>; caller?: Record<string, unknown> };
+  const out: { workload?: Principal; caller?: Principal } = {};
+  if (v.workload !== undefined) {
+    const namespace = String(v.workload['namespace'] ?? 'default');
+    const serviceAccount = String(v.workload['serviceAccount'] ?? 'default');
+    out.workload = {
+      kind: 'workload',
+      authMethod: 'local',
+      issuer: 'https://kubernetes.default.svc',
+      subject: `system:serviceaccount:${namespace}:${serviceAccount}`,
+      claims: {},
+      kubernetes: { namespace, serviceAccount },
+    };
+  }
+  if (v.caller !== undefined) {
+    const claims = (v.caller['claims'] ?? {}) as Record<string, unknown>;
+    out.caller = {
+      kind: 'caller',
+      authMethod: 'local',
+      issuer: String(v.caller['issuer'] ?? claims['iss'] ?? ''),
+      subject: String(v.caller['subject'] ?? claims['sub'] ?? ''),
+      claims,
+    };
+  }
+  return out;
+}
+
+export function checkStatement(policy: CompiledPolicy, request: { sql: string; identity?: unknown; target?: string; searchPath?: readonly string[] }): object {
+  const target = request.target ?? policy.spec.targets[0]?.name ?? '';
+  const analysis = analyseSql(request.sql);
+  const decision: Decision = evaluate(policy, {
+    identity: parseIdentity(request.identity),
+    target,
+    sql: analysis,
+    ...(request.searchPath !== undefined ? { searchPath: request.searchPath } : {}),
+  });
+  return {
+    action: decision.action,
+    rule: decision.rule,
+    reason: decision.reason,
+    ...(decision.message !== undefined ? { message: decision.message } : {}),
+    target,
+    ...(analysis.ok ? { normalized: analysis.normalized, fingerprint: analysis.fingerprint } : { error: analysis.error }),
+    statements: decision.statements.map((s) => ({
+      action: s.action,
+      rule: s.rule,
+      reason: s.reason,
+      kinds: s.facts?.kinds ?? [],
+      objects: (s.facts?.relations ?? []).map((r) => (r.schema === null ? r.name : `${r.schema}.${r.name}`)),
+      functions: (s.facts?.functions ?? []).map((f) => (f.schema === null ? f.name : `${f.schema}.${f.name}`)),
+      opaque: s.facts?.opaque ?? false,
+      unfilteredWrite: s.facts?.unfilteredWrite ?? false,
+      copy: s.facts?.copy ?? [],
+    })),
+  };
+}
+
+export async function runPolicyCheck(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      policy: { type: 'string', short: 'p' },
+      identity: { type: 'string' },
+      target: { type: 'string' },
+      sql: { type: 'string' },
+      'search-path': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.policy === undefined) {
+    process.stderr.write('custos policy check: --policy FILE is required\n');
+    return 2;
+  }
+  await loadSqlParser();
+  const { policy } = await loadPolicyFile(values.policy);
+  const searchPath = values['search-path']?.split(',').map((s) => s.trim());
+  const defaults = {
+    ...(values.target !== undefined ? { target: values.target } : {}),
+    ...(values.identity !== undefined ? { identity: JSON.parse(values.identity) as unknown } : {}),
+    ...(searchPath !== undefined ? { searchPath } : {}),
+  };
+  if (values.sql !== undefined) {
+    process.stdout.write(`${JSON.stringify(checkStatement(policy, { ...defaults, sql: values.sql }))}\n`);
+    return 0;
+  }
+  // Batch mode: one JSON object per line in, one decision per line out, in order.
+  let line = 0;
+  let failures = 0;
+  for await (const text of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+    line++;
+    if (text.trim() === '') continue;
+    try {
+      const request = JSON.parse(text) as { sql?: unknown; identity?: unknown; target?: unknown };
+      if (typeof request.sql !== 'string') throw new Error('"sql" must be a string');
+      const decision = checkStatement(policy, {
+        ...defaults,
+        sql: request.sql,
+        ...(request.identity !== undefined ? { identity: request.identity } : {}),
+        ...(typeof request.target === 'string' ? { target: request.target } : {}),
+      });
+      process.stdout.write(`${JSON.stringify(decision)}\n`);
+    } catch (e: unknown) {
+      failures++;
+      process.stdout.write(`${JSON.stringify({ line, error: (e as Error).message })}\n`);
+    }
+  }
+  return failures > 0 ? 1 : 0;
+}

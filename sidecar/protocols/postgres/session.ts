@@ -1,0 +1,974 @@
+// One client connection through the sidecar: both legs terminated (reference/postgres-protocol.md).
+//
+//   startup → [tls] → authenticate (caller JWT or workload identity) → connect upstream with the
+//   sidecar's own credentials → proxy: every statement analysed, decided by policy, audited on disk
+//   before it is forwarded; blocked statements are substituted by a failing one so transaction state
+//   stays coherent; every result attributed to its audited execution.
+//
+// Protocol-level prepared statements are renamed upstream (`custos_<session>_<n>`), as pgbouncer
+// does, so a client can never make the server execute a statement other than the one the policy
+// saw: names cannot collide with leftovers, and a duplicate Parse fails on the server exactly as it
+// would without the proxy.
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Logger } from 'pino';
+import type { AuditEvent, AuditEventDraft, AuditLog, AuditTarget } from '../../../audit/event.ts';
+import { CustosError, isCustosError } from '../../../lib/errors.ts';
+import type { Decision, Principal, RequestIdentity, SqlAnalysis, StatementFacts } from '../../../policy/types.ts';
+import { auditActor } from '../../audit-actor.ts';
+import type { SidecarMetrics } from '../../metrics.ts';
+import type { CancelRegistry } from './cancel-registry.ts';
+import * as be from './codec/backend-serializer.ts';
+import { BACKEND, FRONTEND, PROTOCOL_CODE } from './codec/constants.ts';
+import { FrontendFramer, BackendFramer, type Frame } from './codec/framer.ts';
+import * as fe from './codec/frontend-serializer.ts';
+import { decodeCleartextPassword, decodeFrontendMessage, decodeStartupPacket } from './codec/frontend-messages.ts';
+import { BufferReader } from './codec/buffer-reader.ts';
+import { ResponseTracker, type ExecutionOutcome, type TrackedExecution } from './response-tracker.ts';
+import { checkStartupParameters, isUtf8Encoding, searchPathOf } from './startup-parameters.ts';
+import { substituteSql, type Refusal } from './substitute-statement.ts';
+import type { UpstreamConnection } from './upstream-client.ts';
+
+/** How the session reaches its target, resolved from the current policy and local overrides. */
+export interface ResolvedTarget {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly database: string | undefined;
+  readonly clientAuthentication: 'workload' | 'caller-token';
+  readonly connect: (options: { database: string; applicationName?: string; parameters: Record<string, string> }) => Promise<UpstreamConnection>;
+  readonly cancel: (pid: number, secret: Buffer) => Promise<void>;
+}
+
+/** The policy as the session sees it: the current version, swapped on hot reload. */
+export interface SessionPolicy {
+  readonly name: string;
+  readonly version: string;
+  analyse(sql: string): SqlAnalysis;
+  decide(input: { identity: RequestIdentity; target: string; sql: SqlAnalysis; searchPath: readonly string[] }): Decision;
+}
+
+export interface SessionEnvironment {
+  readonly target: () => ResolvedTarget;
+  readonly policy: () => SessionPolicy;
+  readonly verifyCallerToken: (token: string) => Promise<Principal>;
+  readonly workloadIdentity: () => Promise<Principal | undefined>;
+  readonly audit: AuditLog;
+  readonly cancelKeys: CancelRegistry;
+  readonly metrics: SidecarMetrics;
+  readonly logger: Logger;
+  readonly downstreamTls?: SecureContext;
+  readonly now: () => number;
+  /** True while the sidecar drains: new statements still run, new sessions are refused. */
+  readonly draining: () => boolean;
+}
+
+type Step = 'startup' | 'password' | 'connecting' | 'proxying' | 'closed';
+
+/** Largest client message accepted before authentication (a JWT is ≤ 8 KiB). */
+const MAX_PREAUTH_MESSAGE = 16 * 1024;
+const MAX_TOKEN_BYTES = 8192;
+
+interface PreparedStatement {
+  readonly upstreamName: string;
+  readonly sql: string;
+  readonly analysis: SqlAnalysis;
+}
+
+interface Execution extends TrackedExecution {
+  readonly protocol: 'simple' | 'extended';
+}
+
+let sessionCounter = 0;
+
+export class PostgresSession {
+  readonly #env: SessionEnvironment;
+  #client: Socket | TLSSocket;
+  readonly #clientAddress: { ip?: string; port?: number };
+  readonly #isLocalPeer: boolean;
+  readonly #id: string;
+  readonly #log: Logger;
+  #step: Step = 'startup';
+  #framer = new FrontendFramer({ maxMessageLength: MAX_PREAUTH_MESSAGE });
+  #tls = false;
+  #startupParameters = new Map<string, string>();
+  #forwardParameters: Record<string, string> = {};
+  #identity: RequestIdentity = {};
+  #target: ResolvedTarget | undefined;
+  #upstream: UpstreamConnection | undefined;
+  readonly #backendFramer = new BackendFramer();
+  readonly #tracker = new ResponseTracker();
+  #clientKey: { pid: number; secret: Buffer } | undefined;
+  #searchPath: string[] = ['public'];
+  readonly #statements = new Map<string, PreparedStatement>();
+  readonly #portals = new Map<string, PreparedStatement>();
+  #statementCounter = 0;
+  #inbound: Buffer[] = [];
+  #processing = false;
+  #endedAt: number | undefined;
+  #statementsRun = 0;
+  #sessionStarted = false;
+  readonly #startedAt: number;
+
+  constructor(client: Socket, env: SessionEnvironment) {
+    this.#env = env;
+    this.#client = client;
+    this.#id = `${env.now().toString(36)}-${(++sessionCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    this.#startedAt = env.now();
+    this.#clientAddress = {
+      ...(client.remoteAddress !== undefined ? { ip: client.remoteAddress } : {}),
+      ...(client.remotePort !== undefined ? { port: client.remotePort } : {}),
+    };
+    // Pod-local callers (loopback, or the pod's own address after transparent redirection) may
+    // send the caller token in cleartext; anything else must use TLS.
+    this.#isLocalPeer = isLoopback(client.remoteAddress) || (client.remoteAddress !== undefined && client.remoteAddress === client.localAddress);
+    this.#log = env.logger.child({ session: this.#id, client: client.remoteAddress });
+    client.setNoDelay(true);
+    this.#attachClient(client);
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+
+  get #closed(): boolean {
+    return this.#step === 'closed';
+  }
+
+  /** Ends the session from the sidecar's side (drain deadline): FATAL 57P01 to the client. */
+  shutdown(message = 'Custos sidecar is shutting down'): void {
+    if (this.#step === 'closed') return;
+    this.#fatal('57P01', message);
+  }
+
+  // ─── client side ──────────────────────────────────────────────────────────────────────────────
+
+  #attachClient(socket: Socket | TLSSocket): void {
+    socket.on('data', (chunk: Buffer) => { this.#onClientData(chunk); });
+    socket.on('error', (e: Error) => { this.#log.debug({ err: e.message }, 'client socket error'); });
+    socket.on('close', () => { this.#close('client closed the connection'); });
+    socket.on('drain', () => { this.#upstream?.socket.resume(); });
+  }
+
+  #onClientData(chunk: Buffer): void {
+    this.#inbound.push(chunk);
+    if (this.#inbound.length > 64) this.#client.pause();
+    if (!this.#processing) void this.#processInbound();
+  }
+
+  async #processInbound(): Promise<void> {
+    this.#processing = true;
+    try {
+      while (this.#inbound.length > 0 && this.#step !== 'closed') {
+        const chunk = this.#inbound.shift();
+        if (chunk === undefined) break;
+        let frames: Frame[];
+        try {
+          frames = this.#framer.push(chunk);
+        } catch (e: unknown) {
+          this.#protocolViolation(e);
+          return;
+        }
+        const upstream = this.#upstream?.socket;
+        upstream?.cork();
+        try {
+          for (const frame of frames) {
+            if (this.#closed) return;
+            const pending = this.#handleClientFrame(frame, frames);
+            if (pending !== undefined) await pending;
+          }
+        } finally {
+          upstream?.uncork();
+        }
+      }
+    } catch (e: unknown) {
+      this.#protocolViolation(e);
+    } finally {
+      this.#processing = false;
+      if (this.#step !== 'closed' && this.#client.isPaused() && this.#inbound.length === 0) this.#client.resume();
+    }
+  }
+
+  #handleClientFrame(frame: Frame, batch: readonly Frame[]): Promise<void> | undefined {
+    switch (this.#step) {
+      case 'startup':
+        return this.#onStartupPacket(frame, batch);
+      case 'password':
+        return this.#onPassword(frame);
+      case 'connecting':
+        // A client must wait for AuthenticationOk; anything else is a protocol violation.
+        this.#fatal('08P01', 'unexpected message during authentication');
+        return undefined;
+      case 'proxying':
+        return this.#onClientMessage(frame);
+      case 'closed':
+        return undefined;
+      default: {
+        const exhaustive: never = this.#step;
+        return exhaustive;
+      }
+    }
+  }
+
+  // ─── startup and authentication ───────────────────────────────────────────────────────────────
+
+  async #onStartupPacket(frame: Frame, batch: readonly Frame[]): Promise<void> {
+    const packet = decodeStartupPacket(frame);
+    switch (packet.type) {
+      case 'SSLRequest': {
+        if (this.#env.downstreamTls === undefined || this.#tls) {
+          this.#client.write(be.sslRefuse());
+          return;
+        }
+        // Bytes after the SSLRequest and before the handshake were injected by someone on the path
+        // (CVE-2021-23214): refuse them, as pgbouncer does.
+        if (batch.at(-1) !== frame || this.#framer.bufferedBytes > 0 || this.#inbound.length > 0) {
+          this.#log.warn('unencrypted data after SSLRequest: closing');
+          this.#close('unencrypted data after SSLRequest');
+          return;
+        }
+        this.#client.write(be.sslAccept());
+        this.#upgradeToTls();
+        return;
+      }
+      case 'GSSENCRequest':
+        this.#client.write(be.sslRefuse());
+        return;
+      case 'CancelRequest': {
+        const target = this.#env.cancelKeys.lookup(packet.pid, packet.secret);
+        this.#close('cancel request handled');
+        if (target !== undefined) await target.send().catch((e: unknown) => { this.#log.warn({ err: String(e) }, 'cancel request upstream failed'); });
+        return;
+      }
+      case 'StartupMessage':
+        await this.#onStartupMessage(packet.protocolVersion, packet.parameters);
+        return;
+      default: {
+        const exhaustive: never = packet;
+        return exhaustive;
+      }
+    }
+  }
+
+  #upgradeToTls(): void {
+    const plain = this.#client;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('drain');
+    const secure = new TLSSocket(plain, { isServer: true, ...(this.#env.downstreamTls ? { secureContext: this.#env.downstreamTls } : {}) });
+    secure.on('error', (e: Error) => {
+      this.#log.debug({ err: e.message }, 'client TLS error');
+      this.#close('client TLS error');
+    });
+    this.#client = secure;
+    this.#tls = true;
+    this.#framer = new FrontendFramer({ maxMessageLength: MAX_PREAUTH_MESSAGE });
+    this.#attachClient(secure);
+  }
+
+  async #onStartupMessage(protocolVersion: number, parameters: ReadonlyMap<string, string>): Promise<void> {
+    if (protocolVersion >>> 16 !== 3) {
+      this.#fatal('0A000', `unsupported frontend protocol ${protocolVersion >>> 16}.${protocolVersion & 0xffff}: Custos speaks 3.0`);
+      return;
+    }
+    if (this.#env.draining()) {
+      this.#fatal('57P01', 'Custos sidecar is shutting down');
+      return;
+    }
+    const check = checkStartupParameters(parameters);
+    if (!check.ok) {
+      this.#fatal(check.sqlstate, check.message);
+      return;
+    }
+    this.#startupParameters = new Map(parameters);
+    this.#forwardParameters = check.forward;
+    this.#searchPath = searchPathOf(parameters.get('search_path'));
+    if (protocolVersion !== PROTOCOL_CODE.V3_0 || check.protocolExtensions.length > 0) {
+      // Newer minor versions and _pq_ options are negotiated per leg; this leg stays on 3.0.
+      this.#client.write(be.negotiateProtocolVersion(0, check.protocolExtensions));
+    }
+    let target: ResolvedTarget;
+    try {
+      target = this.#env.target();
+    } catch (e: unknown) {
+      this.#fatal('08006', 'Custos has no usable target for this listener', e);
+      return;
+    }
+    this.#target = target;
+    const requested = parameters.get('database') ?? parameters.get('user');
+    if (target.database !== undefined && requested !== undefined && requested !== target.database) {
+      this.#fatal('3D000', `database "${printable(requested)}" is not reachable through this Custos listener (target "${target.name}" serves "${target.database}")`);
+      return;
+    }
+    if (target.clientAuthentication === 'caller-token') {
+      if (!this.#tls && !this.#isLocalPeer) {
+        // Refuse the cleartext token over the network: clients must use TLS (sslmode=require).
+        await this.#authFailure('28000', 'Custos requires TLS for token authentication from this address', 'tls-required');
+        return;
+      }
+      this.#step = 'password';
+      this.#client.write(be.authenticationCleartextPassword());
+      return;
+    }
+    await this.#authenticated(undefined);
+  }
+
+  async #onPassword(frame: Frame): Promise<void> {
+    if (frame.type !== FRONTEND.PasswordMessage) {
+      this.#fatal('08P01', 'expected a password message');
+      return;
+    }
+    if (frame.payload.length > MAX_TOKEN_BYTES + 1) {
+      await this.#authFailure('28P01', 'token authentication failed', 'too-large');
+      return;
+    }
+    let token: string;
+    try {
+      token = decodeCleartextPassword(frame.payload);
+    } catch {
+      await this.#authFailure('28P01', 'token authentication failed', 'malformed');
+      return;
+    }
+    if (token === '') {
+      await this.#authFailure('28000', 'Custos requires a token as the password', 'missing-token');
+      return;
+    }
+    let caller: Principal;
+    try {
+      caller = await this.#env.verifyCallerToken(token);
+    } catch (e: unknown) {
+      const reason = (e as { reason?: unknown }).reason;
+      const sqlstate = isCustosError(e, 'ERR_AUTH_TOKEN_REJECTED') ? '28000' : '28P01';
+      await this.#authFailure(sqlstate, 'token authentication failed', typeof reason === 'string' ? reason : 'invalid');
+      return;
+    }
+    await this.#authenticated(caller);
+  }
+
+  async #authenticated(caller: Principal | undefined): Promise<void> {
+    let workload: Principal | undefined;
+    try {
+      workload = await this.#env.workloadIdentity();
+    } catch {
+      await this.#authFailure('28000', 'workload identity of this pod could not be verified', 'workload-identity-unavailable');
+      return;
+    }
+    if (caller === undefined && workload === undefined) {
+      await this.#authFailure('28000', 'no identity: this target uses workload identity, which is not configured', 'no-identity');
+      return;
+    }
+    this.#identity = { ...(caller !== undefined ? { caller } : {}), ...(workload !== undefined ? { workload } : {}) };
+    const target = this.#requireTarget();
+    this.#step = 'connecting';
+    const applicationName = this.#startupParameters.get('application_name');
+    let upstream: UpstreamConnection;
+    try {
+      upstream = await target.connect({
+        database: target.database ?? this.#startupParameters.get('database') ?? this.#startupParameters.get('user') ?? 'postgres',
+        ...(applicationName !== undefined ? { applicationName } : {}),
+        parameters: this.#forwardParameters,
+      });
+    } catch (e: unknown) {
+      this.#log.warn({ err: isCustosError(e) ? e.message : String(e) }, 'upstream connection failed');
+      await this.#appendBestEffort({ event_type: 'session.start', outcome: 'failure', message: 'upstream connection failed' });
+      this.#fatal('08006', `Custos could not connect to target "${target.name}"`);
+      return;
+    }
+    if (this.#step !== 'connecting') {
+      upstream.socket.destroy();
+      return;
+    }
+    this.#upstream = upstream;
+    this.#clientKey = this.#env.cancelKeys.issue({
+      pid: upstream.backendKey.pid,
+      secret: upstream.backendKey.secret,
+      send: () => target.cancel(upstream.backendKey.pid, upstream.backendKey.secret),
+    });
+    try {
+      await this.#env.audit.append(this.#draft({ event_type: 'session.start', outcome: 'success' }));
+    } catch (e: unknown) {
+      this.#fatal('53000', 'Custos cannot record an audit event: connection refused (no audit, no access)', e);
+      return;
+    }
+    this.#sessionStarted = true;
+    // Hand the stream over to a framer without the pre-authentication size cap.
+    const remainder = this.#framer.takeRemainder();
+    this.#framer = new FrontendFramer();
+    this.#framer.startTypedMode();
+    if (remainder.length > 0) this.#inbound.unshift(remainder);
+
+    const out: Buffer[] = [be.authenticationOk()];
+    for (const [name, value] of upstream.parameters) {
+      if (name === 'session_authorization' || name === 'is_superuser') continue; // do not reveal the upstream role
+      out.push(be.parameterStatus(name, value));
+    }
+    out.push(be.backendKeyData(this.#clientKey.pid, this.#clientKey.secret));
+    out.push(be.readyForQuery(upstream.transactionStatus));
+    this.#client.write(Buffer.concat(out));
+    this.#step = 'proxying';
+    this.#env.metrics.connections.inc({ target: target.name });
+    this.#env.metrics.connectionsTotal.inc({ target: target.name, result: 'accepted' });
+    this.#log.info({ target: target.name, actor: auditActor(this.#identity).id }, 'session started');
+
+    upstream.socket.on('data', (chunk: Buffer) => { this.#onUpstreamData(chunk); });
+    upstream.socket.on('error', (e: Error) => { this.#log.warn({ err: e.message }, 'upstream socket error'); });
+    upstream.socket.on('close', () => { this.#fatalIfOpen('08006', 'the upstream connection was closed'); });
+    upstream.socket.on('drain', () => { this.#client.resume(); });
+    if (upstream.buffered.length > 0) this.#onUpstreamData(upstream.buffered);
+  }
+
+  async #authFailure(sqlstate: string, message: string, reason: string): Promise<void> {
+    this.#env.metrics.authnFailures.inc({ reason });
+    this.#env.metrics.connectionsTotal.inc({ target: this.#target?.name ?? 'unknown', result: 'refused' });
+    await this.#appendBestEffort({ event_type: 'authn.failure', outcome: 'failure', message: reason, result: { sqlstate } });
+    this.#fatal(sqlstate, message);
+  }
+
+  // ─── proxying: client → upstream ──────────────────────────────────────────────────────────────
+
+  #onClientMessage(frame: Frame): Promise<void> | undefined {
+    const upstream = this.#upstream;
+    if (upstream === undefined) return undefined;
+    switch (frame.type) {
+      case FRONTEND.Query:
+        return this.#onQuery(frame);
+      case FRONTEND.Parse:
+        this.#onParse(frame);
+        return undefined;
+      case FRONTEND.Bind:
+        this.#onBind(frame);
+        return undefined;
+      case FRONTEND.Describe:
+        this.#onDescribe(frame);
+        return undefined;
+      case FRONTEND.Execute:
+        return this.#onExecute(frame);
+      case FRONTEND.Close:
+        this.#onCloseMessage(frame);
+        return undefined;
+      case FRONTEND.Sync:
+        this.#tracker.sync();
+        this.#forward(frame.raw);
+        return undefined;
+      case FRONTEND.Flush:
+      case FRONTEND.CopyData:
+      case FRONTEND.CopyDone:
+      case FRONTEND.CopyFail:
+        this.#forward(frame.raw);
+        return undefined;
+      case FRONTEND.FunctionCall:
+        // The legacy fast path calls any function by OID with no SQL to analyse: refuse it through
+        // a substitute so the transaction aborts on the server too.
+        return this.#refuseStandalone({ sqlstate: '0A000', message: 'the FunctionCall protocol message is not allowed through Custos' });
+      case FRONTEND.Terminate:
+        this.#forward(frame.raw);
+        this.#close('client terminated');
+        return undefined;
+      default:
+        this.#fatal('08P01', `invalid frontend message type ${frame.type}`);
+        return undefined;
+    }
+  }
+
+  #forward(bytes: Buffer): void {
+    const upstream = this.#upstream?.socket;
+    if (upstream === undefined) return;
+    if (!upstream.write(bytes)) this.#client.pause();
+  }
+
+  async #onQuery(frame: Frame): Promise<void> {
+    const message = decodeFrontendMessage(frame);
+    if (message.type !== 'Query') return;
+    const policy = this.#env.policy();
+    const analysis = policy.analyse(message.sql);
+    const decision = this.#decide(policy, analysis);
+    if (decision === undefined) return;
+    const attempt = await this.#auditAttempt(policy, analysis, decision, message.sql, 'simple', undefined);
+    if (attempt === undefined) {
+      this.#sendRefusal('simple', spoolFullRefusal());
+      return;
+    }
+    if (decision.action !== 'allow') {
+      this.#sendRefusal('simple', refusalFor(decision, policy.name));
+      return;
+    }
+    this.#tracker.expect({ expect: 'query', injected: false, execution: this.#execution(attempt, 'simple') });
+    this.#forward(frame.raw);
+  }
+
+  #onParse(frame: Frame): void {
+    const message = decodeFrontendMessage(frame);
+    if (message.type !== 'Parse') return;
+    let statement: PreparedStatement;
+    const existing = message.name === '' ? undefined : this.#statements.get(message.name);
+    if (existing !== undefined) {
+      // The server refuses to redefine a named statement (42P05): keep ours, and let it refuse.
+      statement = existing;
+    } else {
+      statement = {
+        upstreamName: message.name === '' ? '' : `custos_${this.#id}_${++this.#statementCounter}`,
+        sql: message.sql,
+        // Analysis is cached per prepared statement; the decision is taken at Execute, with the
+        // policy in force then (hot reload) and the identity of the session.
+        analysis: this.#env.policy().analyse(message.sql),
+      };
+      this.#statements.set(message.name, statement);
+    }
+    this.#tracker.expect({ expect: 'parse', injected: false });
+    this.#forward(message.name === '' ? frame.raw : fe.parse(statement.upstreamName, message.sql, message.paramTypes));
+  }
+
+  #onBind(frame: Frame): void {
+    const { portal, statement, restOffset } = readBindNames(frame.payload);
+    const prepared = this.#statements.get(statement);
+    if (prepared === undefined) {
+      this.#portals.delete(portal);
+    } else {
+      this.#portals.set(portal, prepared);
+    }
+    this.#tracker.expect({ expect: 'bind', injected: false });
+    if (statement === '' || prepared === undefined) {
+      // Unknown names are forwarded under a name that cannot exist upstream, so the server answers
+      // 26000 instead of binding a statement the policy never saw.
+      this.#forward(statement === '' ? frame.raw : rewriteBind(portal, `custos_unknown_${this.#id}`, frame.payload, restOffset));
+      return;
+    }
+    this.#forward(rewriteBind(portal, prepared.upstreamName, frame.payload, restOffset));
+  }
+
+  #onDescribe(frame: Frame): void {
+    const message = decodeFrontendMessage(frame);
+    if (message.type !== 'Describe') return;
+    if (message.kind === 'P') {
+      this.#tracker.expect({ expect: 'describe-portal', injected: false });
+      this.#forward(frame.raw);
+      return;
+    }
+    this.#tracker.expect({ expect: 'describe-statement', injected: false });
+    this.#forward(message.name === '' ? frame.raw : fe.describe('S', this.#statements.get(message.name)?.upstreamName ?? `custos_unknown_${this.#id}`));
+  }
+
+  #onCloseMessage(frame: Frame): void {
+    const message = decodeFrontendMessage(frame);
+    if (message.type !== 'Close') return;
+    this.#tracker.expect({ expect: 'close', injected: false });
+    if (message.kind === 'P') {
+      this.#portals.delete(message.name);
+      this.#forward(frame.raw);
+      return;
+    }
+    const statement = this.#statements.get(message.name);
+    this.#statements.delete(message.name);
+    this.#forward(message.name === '' ? frame.raw : fe.close('S', statement?.upstreamName ?? `custos_unknown_${this.#id}`));
+  }
+
+  async #onExecute(frame: Frame): Promise<void> {
+    const message = decodeFrontendMessage(frame);
+    if (message.type !== 'Execute') return;
+    const prepared = this.#portals.get(message.portal);
+    if (prepared === undefined) {
+      // A portal Custos did not see bound (e.g. a SQL-level cursor): refuse rather than guess.
+      this.#substituteExecute({ sqlstate: '42501', message: `permission denied: portal "${printable(message.portal)}" was not bound through Custos` });
+      return;
+    }
+    const policy = this.#env.policy();
+    const decision = this.#decide(policy, prepared.analysis);
+    if (decision === undefined) return;
+    const attempt = await this.#auditAttempt(policy, prepared.analysis, decision, prepared.sql, 'extended', prepared.upstreamName);
+    if (attempt === undefined) {
+      this.#substituteExecute(spoolFullRefusal());
+      return;
+    }
+    if (decision.action !== 'allow') {
+      this.#substituteExecute(refusalFor(decision, policy.name));
+      return;
+    }
+    this.#tracker.expect({ expect: 'execute', injected: false, execution: this.#execution(attempt, 'extended') });
+    this.#forward(frame.raw);
+  }
+
+  /** Decides a statement; returns undefined when the session was ended instead (expired caller). */
+  #decide(policy: SessionPolicy, analysis: SqlAnalysis): Decision | undefined {
+    const caller = this.#identity.caller;
+    if (caller?.expiresAt !== undefined && this.#env.now() / 1000 > caller.expiresAt) {
+      this.#fatal('28P01', 'the caller token has expired: reconnect with a fresh token');
+      return undefined;
+    }
+    const decision = policy.decide({ identity: this.#identity, target: this.#requireTarget().name, sql: analysis, searchPath: this.#searchPath });
+    this.#env.metrics.decisions.inc({ action: decision.action, rule: decision.rule ?? '(default)', target: this.#requireTarget().name });
+    return decision;
+  }
+
+  /** Records the attempt durably; undefined when the spool refused it (the caller refuses the statement). */
+  async #auditAttempt(
+    policy: SessionPolicy,
+    analysis: SqlAnalysis,
+    decision: Decision,
+    sql: string,
+    protocol: 'simple' | 'extended',
+    statementName: string | undefined,
+  ): Promise<AuditEvent | undefined> {
+    const facts = analysis.ok ? analysis.statements : [];
+    const draft = this.#draft({
+      event_type: 'db.query.attempt',
+      operation: operationOf(facts),
+      command: {
+        text: analysis.ok ? analysis.normalized : '(unparseable statement)',
+        ...(analysis.ok ? { fingerprint: analysis.fingerprint } : {}),
+        digest: createHash('sha256').update(sql).digest('hex'),
+        protocol,
+        ...(statementName !== undefined && statementName !== '' ? { statement_name: statementName } : {}),
+        kinds: [...new Set(facts.flatMap((f) => f.kinds))],
+        objects: [...new Set(facts.flatMap((f) => f.relations.map((r) => (r.schema === null ? r.name : `${r.schema}.${r.name}`))))],
+      },
+      policy: {
+        name: policy.name,
+        version: policy.version,
+        rule: decision.rule,
+        decision: decision.action === 'require-approval' ? 'require_approval' : decision.action,
+        reason: decision.reason,
+      },
+      outcome: decision.action === 'allow' ? 'unknown' : 'failure',
+      ...(decision.action === 'allow' ? {} : { result: { sqlstate: refusalFor(decision, policy.name).sqlstate } }),
+    });
+    try {
+      const event = await this.#env.audit.append(draft);
+      this.#env.metrics.auditAppends.inc({ type: 'db.query.attempt' });
+      return event;
+    } catch (e: unknown) {
+      this.#log.error({ err: isCustosError(e) ? e.code : String(e) }, 'audit append failed: refusing the statement');
+      return undefined;
+    }
+  }
+
+  #execution(attempt: AuditEvent, protocol: 'simple' | 'extended'): Execution {
+    this.#statementsRun++;
+    return { id: attempt.event_id, startedAt: this.#env.now(), rows: 0, commandTags: [], protocol };
+  }
+
+  /** Blocks a simple Query: the server runs the failing substitute instead. */
+  #sendRefusal(protocol: 'simple', refusal: Refusal): void {
+    void protocol;
+    this.#tracker.expect({ expect: 'query', injected: false, denial: denialBytes(refusal) });
+    this.#forward(fe.query(substituteSql(refusal)));
+  }
+
+  /** Refuses a standalone message (FunctionCall) the same way as a blocked simple Query. */
+  async #refuseStandalone(refusal: Refusal): Promise<void> {
+    await this.#appendBestEffort({ event_type: 'db.query.attempt', outcome: 'failure', operation: 'FUNCTION_CALL', message: refusal.message, result: { sqlstate: refusal.sqlstate } });
+    this.#sendRefusal('simple', refusal);
+  }
+
+  /** Blocks an Execute inside an extended-protocol batch: the server fails there and skips to Sync. */
+  #substituteExecute(refusal: Refusal): void {
+    const sql = substituteSql(refusal);
+    this.#tracker.expect({ expect: 'parse', injected: true });
+    this.#tracker.expect({ expect: 'bind', injected: true });
+    this.#tracker.expect({ expect: 'execute', injected: false, denial: denialBytes(refusal) });
+    // The unnamed statement and portal are replaced; the client's unnamed portal is consumed by
+    // this Execute anyway, and a client re-Parses the unnamed statement before reusing it.
+    this.#forward(Buffer.concat([fe.parse('', sql), fe.bind({ portal: '', statement: '' }), fe.execute('', 0)]));
+  }
+
+  // ─── proxying: upstream → client ──────────────────────────────────────────────────────────────
+
+  #onUpstreamData(chunk: Buffer): void {
+    let frames: Frame[];
+    const wasBuffered = this.#backendFramer.bufferedBytes > 0;
+    try {
+      frames = this.#backendFramer.push(chunk);
+    } catch (e: unknown) {
+      this.#fatal('08P01', 'the upstream server sent a malformed message', e);
+      return;
+    }
+    // Fast path: every frame forwarded unchanged and the chunk held whole messages → one write.
+    let unchanged = !wasBuffered && this.#backendFramer.bufferedBytes === 0;
+    const out: Buffer[] = [];
+    for (const frame of frames) {
+      const verdict = this.#onBackendFrame(frame);
+      if (verdict === 'swallow') {
+        unchanged = false;
+      } else if (verdict === 'forward') {
+        out.push(frame.raw);
+      } else {
+        unchanged = false;
+        out.push(verdict);
+      }
+    }
+    const client = this.#client;
+    let ok: boolean;
+    if (unchanged) {
+      ok = client.write(chunk);
+    } else {
+      client.cork();
+      ok = true;
+      for (const b of out) ok = client.write(b) && ok;
+      client.uncork();
+    }
+    if (!ok) this.#upstream?.socket.pause();
+    this.#recordOutcomes(this.#tracker.takeOutcomes());
+  }
+
+  /** 'forward', 'swallow', or replacement bytes. */
+  #onBackendFrame(frame: Frame): 'forward' | 'swallow' | Buffer {
+    switch (frame.type) {
+      case BACKEND.ReadyForQuery: {
+        const status = String.fromCharCode(frame.payload[0] ?? 0x49);
+        this.#tracker.onReadyForQuery(status === 'T' || status === 'E' ? status : 'I');
+        return 'forward';
+      }
+      case BACKEND.ErrorResponse: {
+        const sqlstate = readErrorCode(frame.payload);
+        const verdict = this.#tracker.onBackendMessage(frame.type, sqlstate !== undefined ? { sqlstate } : {});
+        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+      }
+      case BACKEND.CommandComplete: {
+        const verdict = this.#tracker.onBackendMessage(frame.type, { commandTag: readCString(frame.payload) });
+        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+      }
+      case BACKEND.NotificationResponse:
+        return this.#translateNotification(frame);
+      case BACKEND.ParameterStatus:
+        return this.#onParameterStatus(frame);
+      case BACKEND.CopyBothResponse:
+        this.#fatal('08P01', 'replication streams are not allowed through Custos');
+        return 'swallow';
+      case BACKEND.Authentication:
+      case BACKEND.BackendKeyData:
+        this.#fatal('08P01', 'the upstream server sent an unexpected authentication message');
+        return 'swallow';
+      default: {
+        const verdict = this.#tracker.onBackendMessage(frame.type);
+        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+      }
+    }
+  }
+
+  /** A session whose client encoding leaves UTF-8 (SET client_encoding) could make the server read other statements than the policy did. */
+  #onParameterStatus(frame: Frame): 'forward' {
+    const name = readCString(frame.payload);
+    if (name === 'client_encoding') {
+      const value = readCString(frame.payload.subarray(Buffer.byteLength(name) + 1));
+      if (!isUtf8Encoding(value)) this.#fatal('0A000', `client_encoding "${printable(value)}" is not supported through Custos: use UTF8`);
+    }
+    return 'forward';
+  }
+
+  /** Clients spot self-notifications by comparing the pid with their BackendKeyData: translate it. */
+  #translateNotification(frame: Frame): 'forward' | Buffer {
+    const upstreamPid = this.#upstream?.backendKey.pid;
+    const clientPid = this.#clientKey?.pid;
+    if (upstreamPid === undefined || clientPid === undefined || frame.payload.length < 4) return 'forward';
+    if (frame.payload.readInt32BE(0) !== upstreamPid) return 'forward';
+    const copy = Buffer.from(frame.raw);
+    copy.writeInt32BE(clientPid, 5);
+    return copy;
+  }
+
+  #recordOutcomes(outcomes: readonly ExecutionOutcome[]): void {
+    for (const o of outcomes) {
+      const execution = o.execution as Execution;
+      const durationMs = this.#env.now() - execution.startedAt;
+      const outcome = o.status === 'success' ? 'success' : 'failure';
+      this.#env.metrics.statementSeconds.observe({ target: this.#target?.name ?? 'unknown', outcome }, durationMs / 1000);
+      const tag = execution.commandTags.at(-1);
+      void this.#appendBestEffort({
+        event_type: 'db.query.result',
+        attempt_id: execution.id,
+        outcome,
+        result: {
+          rows: execution.rows,
+          ...(tag !== undefined ? { command_tag: tag } : {}),
+          ...(o.sqlstate !== undefined ? { sqlstate: o.sqlstate } : {}),
+          duration_ms: Math.round(durationMs * 1000) / 1000,
+        },
+        ...(o.status === 'skipped' ? { message: 'not executed: an earlier message of the batch failed' } : {}),
+      });
+    }
+  }
+
+  // ─── audit helpers ────────────────────────────────────────────────────────────────────────────
+
+  #draft(fields: Omit<AuditEventDraft, 'time' | 'session_id' | 'actor' | 'target' | 'src'>): AuditEventDraft {
+    const target = this.#target;
+    const auditTarget: AuditTarget | undefined = target
+      ? { kind: 'postgres', name: target.name, host: target.host, port: target.port, ...(target.database !== undefined ? { database: target.database } : {}) }
+      : undefined;
+    const reason = this.#startupParameters.get('application_name');
+    return {
+      time: new Date(this.#env.now()).toISOString(),
+      session_id: this.#id,
+      actor: auditActor(this.#identity),
+      ...(auditTarget !== undefined ? { target: auditTarget } : {}),
+      src: this.#clientAddress,
+      ...(reason !== undefined && reason !== '' && fields.reason === undefined ? { reason: printable(reason) } : {}),
+      ...fields,
+    };
+  }
+
+  async #appendBestEffort(fields: Omit<AuditEventDraft, 'time' | 'session_id' | 'actor' | 'target' | 'src'>): Promise<void> {
+    try {
+      await this.#env.audit.append(this.#draft(fields));
+      this.#env.metrics.auditAppends.inc({ type: fields.event_type });
+    } catch (e: unknown) {
+      this.#log.error({ err: isCustosError(e) ? e.code : String(e), event: fields.event_type }, 'audit append failed');
+    }
+  }
+
+  // ─── ending ───────────────────────────────────────────────────────────────────────────────────
+
+  #requireTarget(): ResolvedTarget {
+    if (this.#target === undefined) throw new CustosError('ERR_PG_STATE', 'no target resolved');
+    return this.#target;
+  }
+
+  #protocolViolation(e: unknown): void {
+    const code = isCustosError(e) ? e.code : 'ERR_INTERNAL';
+    this.#env.metrics.protocolErrors.inc({ code });
+    if (isCustosError(e) && e.code.startsWith('ERR_PG_')) {
+      this.#fatal('08P01', `protocol violation: ${e.message}`);
+    } else {
+      this.#log.error({ err: e instanceof Error ? e.stack : String(e) }, 'internal error in session');
+      this.#fatal('XX000', 'internal error in Custos');
+    }
+  }
+
+  #fatalIfOpen(sqlstate: string, message: string): void {
+    if (this.#step !== 'closed') this.#fatal(sqlstate, message);
+  }
+
+  #fatal(sqlstate: string, message: string, cause?: unknown): void {
+    if (this.#step === 'closed') return;
+    if (cause !== undefined) this.#log.debug({ err: cause instanceof Error ? cause.message : String(cause) }, message);
+    try {
+      this.#client.end(be.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+    } catch {
+      // the socket is gone already
+    }
+    this.#close(message);
+  }
+
+  #close(reason: string): void {
+    if (this.#step === 'closed') return;
+    const wasProxying = this.#step === 'proxying';
+    this.#step = 'closed';
+    this.#endedAt = this.#env.now();
+    if (this.#clientKey) this.#env.cancelKeys.release(this.#clientKey.pid);
+    const upstream = this.#upstream;
+    if (upstream !== undefined) {
+      if (!upstream.socket.destroyed) upstream.socket.end(fe.terminate());
+      upstream.socket.destroySoon();
+    }
+    if (!this.#client.destroyed) this.#client.end();
+    if (wasProxying && this.#target) this.#env.metrics.connections.dec({ target: this.#target.name });
+    if (this.#sessionStarted) {
+      void this.#appendBestEffort({
+        event_type: 'session.end',
+        outcome: 'success',
+        message: reason,
+        result: { duration_ms: this.#endedAt - this.#startedAt, rows: this.#statementsRun },
+      });
+    }
+    this.#log.info({ reason }, 'session ended');
+  }
+}
+
+// ─── helpers ────────────────────────────────────────────────────────────────────────────────────
+
+function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
+}
+
+function printable(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 128);
+}
+
+function denialBytes(refusal: Refusal): Buffer {
+  return be.errorResponse({
+    severity: 'ERROR',
+    code: refusal.sqlstate,
+    message: refusal.message,
+    ...(refusal.detail !== undefined ? { detail: refusal.detail } : {}),
+    ...(refusal.hint !== undefined ? { hint: refusal.hint } : {}),
+  });
+}
+
+function spoolFullRefusal(): Refusal {
+  return {
+    sqlstate: '53000',
+    message: 'Custos cannot record this statement in its audit log (spool full or failing): statement refused',
+    hint: 'no audit, no access: retry when the audit backlog has drained',
+  };
+}
+
+/** The client-visible refusal for a decision other than allow. */
+export function refusalFor(decision: Decision, policyName: string): Refusal {
+  const kinds = [...new Set(decision.statements.flatMap((s) => s.facts?.kinds ?? []))].join(', ');
+  const detail = `policy "${policyName}"${kinds !== '' ? `, statement kinds: ${kinds}` : ''}`;
+  if (decision.reason === 'unparseable') {
+    return { sqlstate: '42601', message: 'syntax error: Custos could not parse this statement, so it was not run', detail };
+  }
+  if (decision.action === 'require-approval') {
+    return {
+      sqlstate: '57014',
+      message: `approval required by policy rule "${decision.rule ?? '(default)'}": just-in-time approvals are not available in this version, so the statement was not run`,
+      detail,
+    };
+  }
+  const suffix = decision.message !== undefined && decision.message !== '' ? `: ${decision.message}` : '';
+  const message = decision.rule !== null
+    ? `permission denied by policy rule "${decision.rule}"${suffix}`
+    : `permission denied by policy: no rule allows this statement (default action)${suffix}`;
+  return { sqlstate: '42501', message, detail };
+}
+
+function operationOf(facts: readonly StatementFacts[]): string {
+  const kinds = [...new Set(facts.flatMap((f) => f.kinds))];
+  return kinds.length === 0 ? 'EMPTY' : kinds.map((k) => k.toUpperCase()).join(',');
+}
+
+function readCString(payload: Buffer): string {
+  const end = payload.indexOf(0);
+  return payload.toString('utf8', 0, end < 0 ? payload.length : end);
+}
+
+/** The SQLSTATE ('C' field) of an ErrorResponse payload, without decoding the other fields. */
+function readErrorCode(payload: Buffer): string | undefined {
+  let i = 0;
+  while (i < payload.length) {
+    const code = payload[i];
+    if (code === 0) return undefined;
+    const end = payload.indexOf(0, i + 1);
+    if (end < 0) return undefined;
+    if (code === 0x43) return payload.toString('latin1', i + 1, end);
+    i = end + 1;
+  }
+  return undefined;
+}
+
+/** Portal and statement names of a Bind payload, and where the rest (formats, parameters) starts. */
+function readBindNames(payload: Buffer): { portal: string; statement: string; restOffset: number } {
+  const r = new BufferReader(payload, { text: 'strict' });
+  const portal = r.cstring();
+  const statement = r.cstring();
+  return { portal, statement, restOffset: payload.length - r.remaining };
+}
+
+/** A Bind with another statement name and the original formats and parameters, byte for byte. */
+function rewriteBind(portal: string, statement: string, payload: Buffer, restOffset: number): Buffer {
+  const portalBytes = Buffer.byteLength(portal);
+  const statementBytes = Buffer.byteLength(statement);
+  const rest = payload.length - restOffset;
+  const length = 4 + portalBytes + 1 + statementBytes + 1 + rest;
+  const out = Buffer.allocUnsafe(1 + length);
+  out[0] = FRONTEND.Bind;
+  out.writeInt32BE(length, 1);
+  let o = 5;
+  o += out.write(portal, o);
+  out[o++] = 0;
+  o += out.write(statement, o);
+  out[o++] = 0;
+  payload.copy(out, o, restOffset);
+  return out;
+}
