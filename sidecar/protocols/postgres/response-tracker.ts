@@ -185,7 +185,12 @@ export class ResponseTracker {
     const batch = this.#batches.shift();
     this.#status = status;
     if (batch !== undefined) {
-      for (const rest of batch.entries) if (rest.execution) batch.skipped.push(rest.execution);
+      for (const rest of batch.entries) {
+        if (rest.execution === undefined) continue;
+        // A simple Query ends at ReadyForQuery; any other entry still waiting was never run.
+        if (rest.expect === 'query') this.#outcomes.push({ execution: rest.execution, status: 'success' });
+        else batch.skipped.push(rest.execution);
+      }
       for (const execution of batch.skipped) this.#outcomes.push({ execution, status: 'skipped' });
     }
     return { kind: 'forward' };
