@@ -409,7 +409,7 @@ export class IssuerKeys {
         throw new RefreshFailure('too-large', `body exceeds ${this.#maxBytes} bytes`);
       }
       const body = await readCapped(response, this.#maxBytes);
-      if (controller.signal.aborted) throw new RefreshFailure('timeout', `no complete response within ${this.#timeoutMs} ms`);
+      if (isAborted(controller)) throw new RefreshFailure('timeout', `no complete response within ${this.#timeoutMs} ms`);
       return this.#install(body);
     } catch (error: unknown) {
       if (error instanceof RefreshFailure) throw error;
@@ -419,6 +419,11 @@ export class IssuerKeys {
       this.#timers.clear(handle);
     }
   }
+}
+
+// A function, so the compiler does not narrow `aborted` across awaits.
+function isAborted(controller: AbortController): boolean {
+  return controller.signal.aborted;
 }
 
 function isSuccess(result: JwksRefreshResult): boolean {
