@@ -23,6 +23,16 @@ function parseEntries(reply: unknown): Entry[] {
   return reply.filter((e): e is Entry => Array.isArray(e) && typeof e[0] === 'string' && Array.isArray(e[1]));
 }
 
+/**
+ * The entry lists of an XREAD reply: RESP2 `[[key, entries], ...]`, or RESP3's map, which ioredis
+ * (protocol 3, legacy mapping) flattens to `[key, entries, ...]`; nil (timeout) yields nothing.
+ */
+function streamsOf(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) return [];
+  if (typeof reply[0] === 'string') return reply.filter((_, i) => i % 2 === 1);
+  return reply.map((s: unknown): unknown => (Array.isArray(s) ? (s as unknown[])[1] : undefined));
+}
+
 function eventOf([id, fields]: Entry): AuditEvent {
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i] === 'data') return JSON.parse(fields[i + 1] ?? '') as AuditEvent;
@@ -63,10 +73,8 @@ export async function* readStream(redisUrl: string, podUid: string, options: Rea
         if (aborted()) return;
         throw e;
       }
-      if (!Array.isArray(reply)) continue; // timed out: nil
-      for (const stream of reply) {
-        if (!Array.isArray(stream)) continue;
-        for (const entry of parseEntries(stream[1])) {
+      for (const entries of streamsOf(reply)) {
+        for (const entry of parseEntries(entries)) {
           last = entry[0];
           yield eventOf(entry);
         }

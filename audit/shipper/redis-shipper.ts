@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { silentLogger, type AuditLogger } from '../logger.ts';
 import type { AuditEvent } from '../event.ts';
 import { listBoots, listSegments, segmentPath, segmentSize } from '../spool/layout.ts';
-import { countRecords, readSpool, type Cursor } from '../spool/spool-reader.ts';
+import { compareCursors, countRecords, readSpool, type Cursor } from '../spool/spool-reader.ts';
 import { loadCursor, saveCursor, type StoredCursor } from './cursor-store.ts';
 import { FENCE_SCRIPT, FENCE_SCRIPT_SHA, metaKey, streamKey } from './fence-script.ts';
 
@@ -238,7 +238,10 @@ export class RedisShipper {
     const runs: Run[] = [];
     let count = 0;
     let current: { boot: string; events: AuditEvent[]; next: Cursor } | undefined;
+    const scanned = this.#scanned;
     for await (const item of readSpool(this.spoolDir, this.#cursor)) {
+      // Ship only what the lag scan has counted, so lag = counted - shipped stays exact.
+      if (!scanned || compareCursors(item.at, scanned) >= 0) break;
       if (item.kind === 'torn') continue; // a write in progress, or a crashed boot's tail
       if (item.kind === 'corrupt') {
         const where = `${item.at.boot}/${item.at.segment}@${item.at.offset}`;
