@@ -1,5 +1,7 @@
-// A throwaway Redis server for tests on a free port in a temp dir; `stop()` then `start()` restarts
-// it on the same port (for outage tests). Real redis-server from Debian's packages.
+// A throwaway Redis server for tests on a free port in a temp dir; `stop()` (SIGKILL, a crash) then
+// `start()` restarts it on the same port with its data (for outage tests). It runs with AOF and
+// `appendfsync always`, the durability the audit shipper relies on before it frees spool segments
+// (docs/adr/0003). Real redis-server from Debian's packages.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
@@ -34,7 +36,7 @@ export async function startRedis(): Promise<RedisInstance> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    const proc = spawnManaged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    const proc = spawnManaged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
       '--dir', dir, '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning']);
     child = proc;
     let log = '';
