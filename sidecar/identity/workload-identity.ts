@@ -66,6 +66,9 @@ export class WorkloadIdentity {
       }
       this.#cached = undefined;
       const principal = await this.#verifier.verify(raw, 'workload');
+      // The verifier allows clock skew against the issuer; our own token past `exp` is simply
+      // one the kubelet failed to rotate, and `ready` must not flap inside the tolerance window.
+      if (this.#expired(principal)) throw new TokenVerificationError(ERR_AUTH_TOKEN_REJECTED, 'expired', 'workload token expired');
       this.#cached = { raw, principal, verifiedAt: this.#clock() };
       this.#lastError = undefined;
       return principal;
