@@ -151,6 +151,8 @@ interface Endpoint {
   readonly proxyPid: number | undefined;
   alive(): boolean;
   spoolBytes?(): Promise<number>;
+  /** The proxy's recent log output, shown when a run fails. */
+  logsTail?(): string;
 }
 
 interface RunResult {
@@ -444,14 +446,14 @@ async function main(argv: string[]): Promise<number> {
         const b = await startPgbouncer({ upstreamHost: pg.host, upstreamPort: pg.port, database: pg.database, user: pg.user, password: pg.password, poolSize: Math.max(20, opts.clients) });
         bouncer = b;
         log(`pgbouncer on 127.0.0.1:${b.port} (pid ${b.pid})`);
-        endpoints.push({ name, port: b.port, user: pg.user, password: () => Promise.resolve(pg.password), proxyPid: b.pid, alive: () => b.alive() });
+        endpoints.push({ name, port: b.port, user: pg.user, password: () => Promise.resolve(pg.password), proxyPid: b.pid, alive: () => b.alive(), logsTail: () => b.logs().slice(-3000) });
       } else {
         const s = await startBenchSidecar({ postgres: pg, ...(opts.cpuProf !== undefined ? { cpuProfDir: opts.cpuProf } : {}) });
         sidecar = s;
         log(`custos sidecar on 127.0.0.1:${s.port} (pid ${s.pid})`);
         // A fresh token per run, valid well past the run (the session ends when its token expires).
         const expires = Math.min(3600, Math.max(600, opts.duration * 4 + 120));
-        endpoints.push({ name, port: s.port, user: CUSTOS_BENCH_USER, password: () => s.token(expires), proxyPid: s.pid, alive: () => s.alive(), spoolBytes: () => s.spoolBytes() });
+        endpoints.push({ name, port: s.port, user: CUSTOS_BENCH_USER, password: () => s.token(expires), proxyPid: s.pid, alive: () => s.alive(), spoolBytes: () => s.spoolBytes(), logsTail: () => s.logs().slice(-3000) });
       }
     }
 
@@ -460,6 +462,8 @@ async function main(argv: string[]): Promise<number> {
       log(`  ${label.padEnd(10)} ${r.mode.padEnd(8)} ${r.endpoint.padEnd(9)} ${fmtInt(r.tps).padStart(7)} tps  p50 ${fmt(r.p50Ms, 3)} p99 ${fmt(r.p99Ms, 3)} ms  ` +
         `cpu/tx pgbench ${fmt(r.cpuUs.pgbench, 0)} pg ${fmt(r.cpuUs.postgres, 0)} proxy ${fmt(r.cpuUs.proxy, 0)} µs  other ${r.otherCores.toFixed(2)} cores${extra}` +
         (r.problems.length > 0 ? `  PROBLEM: ${r.problems.join('; ')}` : ''));
+      const ep = endpoints.find((e) => e.name === r.endpoint);
+      if (r.problems.length > 0 && ep?.logsTail !== undefined) log(`  ${r.endpoint} log tail:\n${ep.logsTail()}`);
     };
 
     for (const mode of opts.modes) {
