@@ -82,6 +82,7 @@ function describeDenials(protocol: string, cases: readonly DenyCase[]): void {
         const error = await refusalOf(client, c.query);
         assert.equal(error.code, c.sqlstate, error.message);
         if (c.sqlstate === '42501') assert.match(error.message, RULE_MESSAGE(c.rule));
+        if (c.sqlstate === '42601') assert.match(error.message, /Custos could not parse/);
         // The session is still usable and idle afterwards.
         assert.equal((await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one, 1);
       } finally {
@@ -92,6 +93,12 @@ function describeDenials(protocol: string, cases: readonly DenyCase[]): void {
       assert.ok(!(await tableExists(stack, 'evil')), 'no table was created');
       assert.equal(await snapshot(), before, 'invoices is unchanged');
       if (c.sqlstate === '42501') await deniedAttempt(name, c.rule);
+      if (c.sqlstate === '42601') {
+        const events = await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'db.query.attempt'));
+        const attempt = byReason(events, name).find((e) => e.event_type === 'db.query.attempt');
+        assert.equal(attempt?.policy?.decision, 'deny');
+        assert.equal(attempt.command?.text, '(unparseable statement)');
+      }
     });
   }
 }
@@ -240,8 +247,10 @@ describe('sidecar enforcement', () => {
         client.send(pipeline(["INSERT INTO invoices (id, customer) VALUES (852, 'pipelined')", 'DROP TABLE invoices', 'SELECT 1']));
         const messages = await client.until((m) => m.type === 'ReadyForQuery');
         const types = messages.map((m) => m.type);
-        assert.deepEqual(types, ['ParseComplete', 'BindComplete', 'CommandComplete', 'ErrorResponse', 'ReadyForQuery'], JSON.stringify(types));
-        const error = errorOf(messages[3]);
+        // As from PostgreSQL itself for a statement failing at Execute: the INSERT completes, the
+        // DROP parses and binds, fails, and the SELECT is skipped up to Sync.
+        assert.deepEqual(types, ['ParseComplete', 'BindComplete', 'CommandComplete', 'ParseComplete', 'BindComplete', 'ErrorResponse', 'ReadyForQuery'], JSON.stringify(types));
+        const error = errorOf(messages[5]);
         assert.equal(error?.sqlstate, '42501');
         assert.match(error.message, RULE_MESSAGE('deny-ddl'));
         assert.deepEqual(messages.at(-1), { type: 'ReadyForQuery', status: 'E' });

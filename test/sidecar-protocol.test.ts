@@ -203,8 +203,9 @@ describe('sidecar protocol', () => {
       const stuffed = Buffer.concat([fe.sslRequest(), fe.startupMessage({ user: 'x', database: 'app' }), fe.passwordMessage('injected')]);
       const { received, closed } = await sendAndHalfClose(stuffed);
       assert.equal(closed, true);
-      assert.equal(received.includes(Buffer.from('S')) && received[0] === 0x53, false, 'no S answer to a stuffed SSLRequest');
-      assert.ok(!received.includes(Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3])), 'no password request for the injected startup');
+      // Not even the one-byte S: the sidecar closes before answering, so no TLS handshake starts and
+      // the injected startup is never read.
+      assert.equal(received.length, 0, `received ${received.toString('hex')}`);
     });
 
     it('accepts an SSLRequest alone with S and completes TLS, then authenticates over it (positive control)', async () => {
