@@ -6,7 +6,7 @@
 // reference/postgres-protocol.md §16.4.
 //
 //   npm run bench:pg -- [--duration 10] [--clients 8] [--jobs 2] [--runs 3] [--warmup 3]
-//                       [--modes simple,extended,prepared] [--endpoints direct,pgbouncer,custos]
+//                       [--modes simple,extended,prepared] [--endpoints direct,pgbouncer,custos[,node-pipe]]
 //                       [--scale 10] [--json FILE] [--cpu-prof DIR] [--keep-logs DIR]
 //
 // Exits 1 when any run (warm-ups included) had a failed or aborted transaction, timed out, or a
@@ -17,17 +17,19 @@ import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPO_ROOT } from '../test/harness/custos-stack.ts';
+import { NODE, REPO_ROOT } from '../test/harness/custos-stack.ts';
 import { postgresBinDir, startPostgres, type PostgresInstance } from '../test/harness/postgres.ts';
-import { run } from '../test/harness/processes.ts';
+import { run, spawnManaged, stopProcess, waitFor } from '../test/harness/processes.ts';
+import { freePort } from '../test/harness/free-port.ts';
 import { CUSTOS_BENCH_USER, startBenchSidecar, type BenchSidecar } from './custos-sidecar.ts';
 import { PGBOUNCER_BIN, startPgbouncer, type PgbouncerInstance } from './pgbouncer.ts';
 import { CLK_TCK, machineTicks, processTicks, processTreeTicks, reapedChildrenTicks } from './proc-stat.ts';
 
 const MODES = ['simple', 'extended', 'prepared'] as const;
 type Mode = (typeof MODES)[number];
-const ENDPOINTS = ['direct', 'pgbouncer', 'custos'] as const;
+const ENDPOINTS = ['direct', 'pgbouncer', 'custos', 'node-pipe'] as const;
 type EndpointName = (typeof ENDPOINTS)[number];
+const DEFAULT_ENDPOINTS: readonly EndpointName[] = ['direct', 'pgbouncer', 'custos'];
 
 interface Options {
   readonly duration: number;
@@ -50,7 +52,8 @@ const USAGE = `usage: npm run bench:pg -- [options]
   --runs N            measured runs per mode and endpoint, interleaved (default 3)
   --warmup S          seconds of the discarded warm-up run per mode and endpoint (default 3; 0 = none)
   --modes LIST        simple,extended,prepared (default all)
-  --endpoints LIST    direct,pgbouncer,custos (default all)
+  --endpoints LIST    direct,pgbouncer,custos,node-pipe (default direct,pgbouncer,custos; node-pipe is
+                      a bare Node socket.pipe() proxy, the floor of any Node proxy)
   --scale N           pgbench -i scale factor (default 10)
   --json FILE         also write every run's raw figures as JSON
   --cpu-prof DIR      run the sidecar under node --cpu-prof, profile written to DIR at exit
@@ -93,7 +96,7 @@ function parseOptions(argv: string[]): Options | undefined {
     warmup: parseIntFlag(values.warmup, 3, '--warmup', 0),
     scale: parseIntFlag(values.scale, 10, '--scale', 1),
     modes: parseList(values.modes ?? MODES.join(','), MODES, '--modes'),
-    endpoints: parseList(values.endpoints ?? ENDPOINTS.join(','), ENDPOINTS, '--endpoints'),
+    endpoints: parseList(values.endpoints ?? DEFAULT_ENDPOINTS.join(','), ENDPOINTS, '--endpoints'),
     json: values.json,
     cpuProf: values['cpu-prof'],
     keepLogs: values['keep-logs'],
@@ -137,6 +140,34 @@ async function describeMachine(): Promise<Machine> {
     node: process.version,
     spoolFilesystem: df.length > 1 ? `${df[1] ?? '?'} on ${df[0] ?? '?'}` : '?',
     loadStart: loadavg(),
+  };
+}
+
+// ─── node pipe ────────────────────────────────────────────────────────────────────────────────
+
+interface NodePipe {
+  readonly port: number;
+  readonly pid: number;
+  alive(): boolean;
+  stop(): Promise<void>;
+}
+
+async function startNodePipe(host: string, upstreamPort: number): Promise<NodePipe> {
+  const port = await freePort();
+  const child = spawnManaged(NODE, [join(REPO_ROOT, 'bench', 'node-pipe.ts'), String(port), host, String(upstreamPort)]);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  await waitFor('the node pipe to listen', () => {
+    if (child.exitCode !== null) throw new Error(`node pipe exited: ${out}`);
+    return Promise.resolve(out.includes('listening'));
+  }, 15_000);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('node pipe did not start');
+  return {
+    port, pid,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    stop: () => stopProcess(child, 'SIGTERM'),
   };
 }
 
@@ -429,6 +460,7 @@ async function main(argv: string[]): Promise<number> {
   let postgres: PostgresInstance | undefined;
   let bouncer: PgbouncerInstance | undefined;
   let sidecar: BenchSidecar | undefined;
+  let pipe: NodePipe | undefined;
   const results: RunResult[] = [];
   try {
     postgres = await startPostgres({ auth: 'scram-sha-256' });
@@ -447,6 +479,11 @@ async function main(argv: string[]): Promise<number> {
         bouncer = b;
         log(`pgbouncer on 127.0.0.1:${b.port} (pid ${b.pid})`);
         endpoints.push({ name, port: b.port, user: pg.user, password: () => Promise.resolve(pg.password), proxyPid: b.pid, alive: () => b.alive(), logsTail: () => b.logs().slice(-3000) });
+      } else if (name === 'node-pipe') {
+        const p = await startNodePipe(pg.host, pg.port);
+        pipe = p;
+        log(`node pipe on 127.0.0.1:${p.port} (pid ${p.pid})`);
+        endpoints.push({ name, port: p.port, user: pg.user, password: () => Promise.resolve(pg.password), proxyPid: p.pid, alive: () => p.alive() });
       } else {
         const s = await startBenchSidecar({ postgres: pg, ...(opts.cpuProf !== undefined ? { cpuProfDir: opts.cpuProf } : {}) });
         sidecar = s;
@@ -486,6 +523,7 @@ async function main(argv: string[]): Promise<number> {
     }
   } finally {
     await sidecar?.stop().catch((e: unknown) => { log(`sidecar stop: ${String(e)}`); });
+    await pipe?.stop().catch((e: unknown) => { log(`node pipe stop: ${String(e)}`); });
     await bouncer?.stop().catch((e: unknown) => { log(`pgbouncer stop: ${String(e)}`); });
     await postgres?.stop().catch((e: unknown) => { log(`postgres stop: ${String(e)}`); });
   }
