@@ -45,6 +45,16 @@ export interface QualifiedName {
 
 export type CopyEndpoint = 'stdin' | 'stdout' | 'program' | 'file';
 
+/** A run-time setting changed by SET / RESET (so the session can follow e.g. `search_path`). */
+export interface SettingChange {
+  /** Lower-cased setting name (`search_path`, `role`, `client_encoding`, ...); `all` for RESET ALL. */
+  readonly name: string;
+  /** The new value as written (list settings split, identifiers resolved); null for RESET / DEFAULT. */
+  readonly value: readonly string[] | null;
+  /** SET LOCAL: reverts at the end of the transaction. */
+  readonly local: boolean;
+}
+
 /** What one SQL statement does, from a whole-tree walk of its AST. */
 export interface StatementFacts {
   /** Every kind present, including nested effects (DML in CTEs, EXPLAIN ANALYZE, MERGE actions). */
@@ -56,6 +66,8 @@ export interface StatementFacts {
   /** Effect not knowable from the text (DO, CREATE FUNCTION/PROCEDURE, CALL, PREPARE/EXECUTE). */
   readonly opaque: boolean;
   readonly copy: readonly CopyEndpoint[];
+  /** SET / RESET effects, in order (absent when the statement changes no setting). */
+  readonly settings?: readonly SettingChange[];
   /** Byte-free character offsets of this statement inside the analysed text. */
   readonly location: { readonly start: number; readonly length: number };
 }
