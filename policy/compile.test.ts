@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import type { AccessPolicy, AccessPolicySpec } from '../crds/generated/access-policy.ts';
+import { parsePolicyYaml } from '../crds/validate-document.ts';
+import { isCustosError } from '../lib/errors.ts';
+import { compilePolicy, PolicyValidationError } from './compile.ts';
+
+function baseSpec(): AccessPolicySpec {
+  return {
+    issuers: [{ issuer: 'https://idp.example', audience: 'custos', jwksUri: 'https://idp.example/jwks' }],
+    subjects: [
+      { name: 'reporter', serviceAccount: { name: 'reporter' } },
+      { name: 'ci', oidc: { issuer: 'https://idp.example', claims: [{ claim: 'repository', equals: 'acme/billing' }] } },
+    ],
+    targets: [{ name: 'billing', protocol: 'postgres', host: 'db', port: 5432, clientAuthentication: 'caller-token' }],
+    rules: [
+      { name: 'deny-ddl', match: { sql: { statements: ['ddl'] } }, action: 'deny' },
+      { name: 'allow-reads', subjects: ['ci', 'reporter'], targets: ['billing'], match: { sql: { statements: ['read'], objects: ['public.*'] } }, action: 'allow' },
+    ],
+  };
+}
+
+function policyOf(spec: AccessPolicySpec, namespace?: string): AccessPolicy {
+  return {
+    apiVersion: 'custos.io/v1alpha1',
+    kind: 'AccessPolicy',
+    metadata: { name: 'billing', ...(namespace !== undefined ? { namespace } : {}) },
+    spec,
+  };
+}
+
+interface InvalidCase {
+  readonly name: string;
+  readonly edit: (spec: AccessPolicySpec) => void;
+  readonly field: string;
+  readonly message: RegExp;
+}
+
+/* eslint-disable @typescript-eslint/no-non-null-assertion -- the base spec has these entries */
+const INVALID: readonly InvalidCase[] = [
+  { name: 'a rule names an unknown target', edit: (s) => { s.rules[1]!.targets = ['billng']; }, field: 'spec.rules[1].targets[0]', message: /unknown target "billng"/ },
+  { name: 'a rule names an unknown subject', edit: (s) => { s.rules[1]!.subjects = ['ci', 'cj']; }, field: 'spec.rules[1].subjects[1]', message: /unknown subject "cj"/ },
+  { name: 'two targets share a name', edit: (s) => { s.targets.push({ ...s.targets[0]!, host: 'other' }); }, field: 'spec.targets[1].name', message: /duplicate target name "billing"/ },
+  { name: 'two subjects share a name', edit: (s) => { s.subjects!.push({ name: 'ci', serviceAccount: { name: 'x' } }); }, field: 'spec.subjects[2].name', message: /duplicate subject name "ci"/ },
+  { name: 'two rules share a name', edit: (s) => { s.rules.push({ name: 'deny-ddl', action: 'deny' }); }, field: 'spec.rules[2].name', message: /duplicate rule name "deny-ddl"/ },
+  { name: 'two issuers share an issuer value', edit: (s) => { s.issuers!.push({ issuer: 'https://idp.example', audience: 'other', jwksFile: '/k' }); }, field: 'spec.issuers[1].issuer', message: /duplicate issuer "https:\/\/idp.example"/ },
+  { name: 'an issuer has both JWKS sources', edit: (s) => { s.issuers![0]!.jwksFile = '/k'; }, field: 'spec.issuers[0]', message: /exactly one of jwksUri or jwksFile/ },
+  { name: 'an issuer has no JWKS source', edit: (s) => { delete s.issuers![0]!.jwksUri; }, field: 'spec.issuers[0]', message: /exactly one of jwksUri or jwksFile/ },
+  { name: 'a subject has both identities', edit: (s) => { s.subjects![0]!.oidc = { issuer: 'https://idp.example' }; }, field: 'spec.subjects[0]', message: /exactly one of serviceAccount or oidc/ },
+  { name: 'a subject has no identity', edit: (s) => { delete s.subjects![0]!.serviceAccount; }, field: 'spec.subjects[0]', message: /exactly one of serviceAccount or oidc/ },
+  { name: "an oidc subject's issuer is not trusted", edit: (s) => { s.subjects![1]!.oidc!.issuer = 'https://idp.example/'; }, field: 'spec.subjects[1].oidc.issuer', message: /"https:\/\/idp.example\/" is not in spec.issuers/ },
+  { name: 'a claim matcher has no condition', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'sub' }]; }, field: 'spec.subjects[1].oidc.claims[0]', message: /exactly one of equals, in or glob/ },
+  { name: 'a claim matcher has two conditions', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'sub', equals: 'a', glob: 'b*' }]; }, field: 'spec.subjects[1].oidc.claims[0]', message: /exactly one of equals, in or glob/ },
+  { name: 'a claim matcher has an empty in list', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'sub', in: [] }]; }, field: 'spec.subjects[1].oidc.claims[0].in', message: /must not be empty/ },
+  { name: 'a claim path has an empty segment', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'a..b', equals: 'x' }]; }, field: 'spec.subjects[1].oidc.claims[0].claim', message: /empty segment/ },
+  { name: 'a caller-token target has no issuer to verify with', edit: (s) => { delete s.issuers; s.subjects!.pop(); s.rules[1]!.subjects = ['reporter']; }, field: 'spec.targets[0].clientAuthentication', message: /caller-token needs at least one entry in spec.issuers/ },
+  { name: 'masking is configured', edit: (s) => { s.masking = { rules: [] }; }, field: 'spec.masking', message: /^masking is not supported in this version$/ },
+  { name: 'an object pattern is not schema-qualified', edit: (s) => { s.rules[1]!.match = { sql: { objects: ['invoices'] } }; }, field: 'spec.rules[1].match.sql.objects[0]', message: /expected schema.name/ },
+  { name: 'a function pattern has an empty name', edit: (s) => { s.rules[1]!.match = { sql: { functions: ['pg_catalog.'] } }; }, field: 'spec.rules[1].match.sql.functions[0]', message: /expected schema.name/ },
+  { name: 'a statements list is empty', edit: (s) => { s.rules[0]!.match = { sql: { statements: [] } }; }, field: 'spec.rules[0].match.sql.statements', message: /must not be empty/ },
+  { name: 'a copy list is empty', edit: (s) => { s.rules[0]!.match = { sql: { copy: [] } }; }, field: 'spec.rules[0].match.sql.copy', message: /must not be empty/ },
+  { name: 'a rule lists no targets', edit: (s) => { s.rules[0]!.targets = []; }, field: 'spec.rules[0].targets', message: /must not be empty/ },
+];
+/* eslint-enable @typescript-eslint/no-non-null-assertion */
+
+describe('compilePolicy', () => {
+  it('compiles a valid policy with defaults when optional fields are absent', () => {
+    const compiled = compilePolicy(policyOf(baseSpec(), 'payments'));
+    assert.equal(compiled.name, 'billing');
+    assert.equal(compiled.namespace, 'payments');
+    assert.equal(compiled.defaultAction, 'deny');
+    assert.match(compiled.version, /^[0-9a-f]{12}$/);
+    assert.deepEqual([...compiled.targets.keys()], ['billing']);
+    assert.equal(compiled.issuers.length, 1);
+    assert.deepEqual(compiled.rules.map((r) => r.name), ['deny-ddl', 'allow-reads']);
+  });
+
+  it('expands statement groups into kinds when a rule names ddl, dml, read or write', () => {
+    const spec = baseSpec();
+    spec.rules = [
+      { name: 'ddl', match: { sql: { statements: ['ddl'] } }, action: 'deny' },
+      { name: 'dml', match: { sql: { statements: ['dml'] } }, action: 'deny' },
+      { name: 'read', match: { sql: { statements: ['read', 'set'] } }, action: 'deny' },
+      { name: 'write', match: { sql: { statements: ['write'] } }, action: 'deny' },
+    ];
+    const kinds = compilePolicy(policyOf(spec)).rules.map((r) => [...(r.kinds ?? [])].sort());
+    assert.deepEqual(kinds, [
+      ['alter', 'create', 'create-function', 'drop', 'grant', 'revoke', 'truncate'],
+      ['copy-from', 'delete', 'insert', 'merge', 'update'],
+      ['copy-to', 'declare', 'explain', 'fetch', 'select', 'set', 'show'],
+      ['alter', 'copy-from', 'create', 'create-function', 'delete', 'drop', 'grant', 'insert', 'merge', 'revoke', 'truncate', 'update'],
+    ]);
+  });
+
+  it('keeps a given version and derives a stable one from the spec otherwise', () => {
+    assert.equal(compilePolicy(policyOf(baseSpec()), { version: 'abc123' }).version, 'abc123');
+    const a = compilePolicy(policyOf(baseSpec())).version;
+    const reordered = baseSpec();
+    reordered.targets = [{ port: 5432, host: 'db', protocol: 'postgres', name: 'billing', clientAuthentication: 'caller-token' }];
+    assert.equal(compilePolicy(policyOf(reordered)).version, a, 'key order does not change the version');
+    const changed = baseSpec();
+    changed.defaultAction = 'allow';
+    assert.notEqual(compilePolicy(policyOf(changed)).version, a);
+  });
+
+  it('accepts an empty masking object', () => {
+    const spec = baseSpec();
+    spec.masking = {};
+    assert.doesNotThrow(() => compilePolicy(policyOf(spec)));
+  });
+
+  it('compiles examples/policy.yaml', () => {
+    const document = parsePolicyYaml(readFileSync(new URL('../examples/policy.yaml', import.meta.url), 'utf8'), 'examples/policy.yaml');
+    const compiled = compilePolicy(document);
+    assert.equal(compiled.namespace, 'payments');
+    assert.ok(compiled.rules.length > 0);
+  });
+
+  describe('semantic errors', () => {
+    for (const c of INVALID) {
+      it(`names ${c.field} when ${c.name}`, () => {
+        const spec = baseSpec();
+        c.edit(spec);
+        assert.throws(() => compilePolicy(policyOf(spec)), (e: unknown) => {
+          assert.ok(e instanceof PolicyValidationError, String(e));
+          assert.ok(isCustosError(e, 'ERR_POLICY_INVALID'));
+          assert.equal(e.field, c.field);
+          assert.match(e.issues[0]?.message ?? '', c.message);
+          assert.ok(e.message.startsWith(`${c.field}: `), e.message);
+          return true;
+        });
+      });
+    }
+
+    it('reports every problem when there are several', () => {
+      const spec = baseSpec();
+      spec.rules[1] = { name: 'allow-reads', targets: ['nope'], subjects: ['nobody'], action: 'allow' };
+      spec.masking = { x: 1 };
+      assert.throws(() => compilePolicy(policyOf(spec)), (e: unknown) => {
+        assert.ok(e instanceof PolicyValidationError);
+        assert.deepEqual(e.issues.map((i) => i.field), ['spec.rules[1].targets[0]', 'spec.rules[1].subjects[0]', 'spec.masking']);
+        assert.equal(e.message.split('\n').length, 3);
+        return true;
+      });
+    });
+  });
+});
