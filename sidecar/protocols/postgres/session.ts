@@ -367,7 +367,8 @@ export class PostgresSession {
       upstream = await target.connect({
         database: target.database ?? this.#startupParameters.get('database') ?? this.#startupParameters.get('user') ?? 'postgres',
         ...(applicationName !== undefined ? { applicationName } : {}),
-        parameters: this.#forwardParameters,
+        // application_name travels as its own option (the upstream client refuses it twice).
+        parameters: Object.fromEntries(Object.entries(this.#forwardParameters).filter(([name]) => name !== 'application_name')),
       });
     } catch (e: unknown) {
       this.#log.warn({ err: isCustosError(e) ? e.message : String(e) }, 'upstream connection failed');
