@@ -39,7 +39,8 @@ export async function allFileBytes(dir: string): Promise<Buffer> {
     for (const entry of await readdir(d, { withFileTypes: true })) {
       const p = join(d, entry.name);
       if (entry.isDirectory()) await walk(p);
-      else if (entry.isFile()) parts.push(await readFile(p));
+      // Files may vanish between listing and reading (the shipper's write-then-rename cursor).
+      else if (entry.isFile()) parts.push(await readFile(p).catch((e: unknown) => { if ((e as { code?: unknown }).code === 'ENOENT') return Buffer.alloc(0); throw e; }));
     }
   };
   await walk(dir);
