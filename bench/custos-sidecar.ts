@@ -22,6 +22,12 @@ export interface BenchSidecarOptions {
   /** Write a V8 CPU profile (`--cpu-prof`) into this directory when the sidecar exits. */
   readonly cpuProfDir?: string;
   readonly logLevel?: string;
+  /**
+   * Parent directory of the audit spool (default: the OS temp dir, like the test harness). Pointing
+   * it at tmpfs (/dev/shm) removes the disk's datasync latency: an attribution experiment, not a
+   * configuration anyone should run, since the spool must survive a node crash.
+   */
+  readonly spoolParent?: string;
   /** Spool capacity; nothing ships it away during the benchmark (no Redis). */
   readonly spoolMaxBytes?: number;
 }
@@ -72,7 +78,7 @@ export async function startBenchSidecar(options: BenchSidecarOptions): Promise<B
 
   const port = await freePort();
   const httpPort = await freePort();
-  const spoolDir = join(dir, 'spool');
+  const spoolDir = options.spoolParent !== undefined ? await mkdtemp(join(options.spoolParent, 'custos-bench-spool-')) : join(dir, 'spool');
   const configFile = join(dir, 'sidecar.yaml');
   await writeFile(configFile, JSON.stringify({
     policyFile,
@@ -120,6 +126,7 @@ export async function startBenchSidecar(options: BenchSidecarOptions): Promise<B
       // SIGTERM drains and exits normally, which is when --cpu-prof writes its profile.
       await stopProcess(child, 'SIGTERM', 30_000);
       await rm(dir, { recursive: true, force: true });
+      await rm(spoolDir, { recursive: true, force: true });
     },
   };
 }

@@ -43,6 +43,7 @@ interface Options {
   readonly json: string | undefined;
   readonly cpuProf: string | undefined;
   readonly keepLogs: string | undefined;
+  readonly spoolDir: string | undefined;
 }
 
 const USAGE = `usage: npm run bench:pg -- [options]
@@ -58,6 +59,8 @@ const USAGE = `usage: npm run bench:pg -- [options]
   --json FILE         also write every run's raw figures as JSON
   --cpu-prof DIR      run the sidecar under node --cpu-prof, profile written to DIR at exit
   --keep-logs DIR     keep pgbench's per-transaction logs in DIR
+  --spool-dir DIR     put the sidecar's audit spool under DIR (e.g. /dev/shm to take the disk's
+                      datasync out of the picture: attribution only, not a valid deployment)
 `;
 
 function parseList<T extends string>(value: string, allowed: readonly T[], flag: string): T[] {
@@ -83,7 +86,7 @@ function parseOptions(argv: string[]): Options | undefined {
     options: {
       duration: { type: 'string' }, clients: { type: 'string' }, jobs: { type: 'string' }, runs: { type: 'string' },
       warmup: { type: 'string' }, scale: { type: 'string' }, modes: { type: 'string' }, endpoints: { type: 'string' },
-      json: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'keep-logs': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      json: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'keep-logs': { type: 'string' }, 'spool-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help === true) return undefined;
@@ -100,6 +103,7 @@ function parseOptions(argv: string[]): Options | undefined {
     json: values.json,
     cpuProf: values['cpu-prof'],
     keepLogs: values['keep-logs'],
+    spoolDir: values['spool-dir'],
   };
 }
 
@@ -125,11 +129,11 @@ async function firstLine(command: string, args: readonly string[]): Promise<stri
   }
 }
 
-async function describeMachine(): Promise<Machine> {
+async function describeMachine(spoolParent: string): Promise<Machine> {
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
   const cpu = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? '?';
   const bin = await postgresBinDir();
-  const df = (await run('df', ['-T', tmpdir()]).catch(() => '')).split('\n')[1]?.split(/\s+/) ?? [];
+  const df = (await run('df', ['-T', spoolParent]).catch(() => '')).split('\n')[1]?.split(/\s+/) ?? [];
   return {
     cpu,
     nproc: availableParallelism(),
@@ -454,7 +458,7 @@ async function main(argv: string[]): Promise<number> {
   });
 
   const log = (s: string): void => { process.stderr.write(`${s}\n`); };
-  const machine = await describeMachine();
+  const machine = await describeMachine(opts.spoolDir ?? tmpdir());
   log(`bench:pg: ${opts.modes.join(',')} × ${opts.endpoints.join(',')}, ${opts.runs} runs × ${opts.duration} s (+${opts.warmup} s warm-up), -c ${opts.clients} -j ${opts.jobs}; load ${machine.loadStart.map((x) => x.toFixed(2)).join(' ')}`);
 
   let postgres: PostgresInstance | undefined;
@@ -485,7 +489,11 @@ async function main(argv: string[]): Promise<number> {
         log(`node pipe on 127.0.0.1:${p.port} (pid ${p.pid})`);
         endpoints.push({ name, port: p.port, user: pg.user, password: () => Promise.resolve(pg.password), proxyPid: p.pid, alive: () => p.alive() });
       } else {
-        const s = await startBenchSidecar({ postgres: pg, ...(opts.cpuProf !== undefined ? { cpuProfDir: opts.cpuProf } : {}) });
+        const s = await startBenchSidecar({
+          postgres: pg,
+          ...(opts.cpuProf !== undefined ? { cpuProfDir: opts.cpuProf } : {}),
+          ...(opts.spoolDir !== undefined ? { spoolParent: opts.spoolDir } : {}),
+        });
         sidecar = s;
         log(`custos sidecar on 127.0.0.1:${s.port} (pid ${s.pid})`);
         // A fresh token per run, valid well past the run (the session ends when its token expires).
