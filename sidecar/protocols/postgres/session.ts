@@ -779,7 +779,7 @@ export class PostgresSession {
         attempt_id: execution.id,
         outcome,
         result: {
-          rows: execution.rows,
+          rows: Math.max(execution.rows, rowsOfTag(tag)),
           ...(tag !== undefined ? { command_tag: tag } : {}),
           ...(o.sqlstate !== undefined ? { sqlstate: o.sqlstate } : {}),
           duration_ms: Math.round(durationMs * 1000) / 1000,
@@ -927,6 +927,12 @@ export function refusalFor(decision: Decision, policyName: string): Refusal {
 function operationOf(facts: readonly StatementFacts[]): string {
   const kinds = [...new Set(facts.flatMap((f) => f.kinds))];
   return kinds.length === 0 ? 'EMPTY' : kinds.map((k) => k.toUpperCase()).join(',');
+}
+
+/** Rows a command reports in its tag (`UPDATE 3`, `INSERT 0 2`, `COPY 10`); 0 when it reports none. */
+function rowsOfTag(tag: string | undefined): number {
+  const match = tag === undefined ? null : /^(?:INSERT \d+|UPDATE|DELETE|MERGE|SELECT|COPY|FETCH|MOVE) (\d+)$/.exec(tag);
+  return match?.[1] !== undefined ? Number(match[1]) : 0;
 }
 
 function readCString(payload: Buffer): string {
