@@ -12,14 +12,18 @@ import { loadPolicyFile } from '../../sidecar/policy-store.ts';
  * Identity as JSON: `{"workload": {"namespace": "payments", "serviceAccount": "reporter"},
  * "caller": {"issuer": "https://…", "subject": "…", "claims": {…}}}`; either part may be absent.
  */
+function text(value: unknown, fallback: string): string {
+  return typeof value === 'string' ? value : fallback;
+}
+
 export function parseIdentity(value: unknown): RequestIdentity {
   if (value === undefined || value === null) return {};
   if (typeof value !== 'object') throw new Error('identity must be a JSON object');
   const v = value as { workload?: Record<string, unknown>; caller?: Record<string, unknown> };
   const out: { workload?: Principal; caller?: Principal } = {};
   if (v.workload !== undefined) {
-    const namespace = String(v.workload['namespace'] ?? 'default');
-    const serviceAccount = String(v.workload['serviceAccount'] ?? 'default');
+    const namespace = text(v.workload['namespace'], 'default');
+    const serviceAccount = text(v.workload['serviceAccount'], 'default');
     out.workload = {
       kind: 'workload',
       authMethod: 'local',
@@ -34,8 +38,8 @@ export function parseIdentity(value: unknown): RequestIdentity {
     out.caller = {
       kind: 'caller',
       authMethod: 'local',
-      issuer: String(v.caller['issuer'] ?? claims['iss'] ?? ''),
-      subject: String(v.caller['subject'] ?? claims['sub'] ?? ''),
+      issuer: text(v.caller['issuer'], text(claims['iss'], '')),
+      subject: text(v.caller['subject'], text(claims['sub'], '')),
       claims,
     };
   }

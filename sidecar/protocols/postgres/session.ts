@@ -376,7 +376,8 @@ export class PostgresSession {
       this.#fatal('08006', `Custos could not connect to target "${target.name}"`);
       return;
     }
-    if (this.#step !== 'connecting') {
+    if (this.#closed) {
+      // The client went away while the upstream login ran.
       upstream.socket.destroy();
       return;
     }
@@ -487,11 +488,11 @@ export class PostgresSession {
     if (decision === undefined) return;
     const attempt = await this.#auditAttempt(policy, analysis, decision, message.sql, 'simple', undefined);
     if (attempt === undefined) {
-      this.#sendRefusal('simple', spoolFullRefusal());
+      this.#sendRefusal(spoolFullRefusal());
       return;
     }
     if (decision.action !== 'allow') {
-      this.#sendRefusal('simple', refusalFor(decision, policy.name));
+      this.#sendRefusal(refusalFor(decision, policy.name));
       return;
     }
     this.#tracker.expect({ expect: 'query', injected: false, execution: this.#execution(attempt, 'simple') });
@@ -649,8 +650,7 @@ export class PostgresSession {
   }
 
   /** Blocks a simple Query: the server runs the failing substitute instead. */
-  #sendRefusal(protocol: 'simple', refusal: Refusal): void {
-    void protocol;
+  #sendRefusal(refusal: Refusal): void {
     this.#tracker.expect({ expect: 'query', injected: false, denial: denialBytes(refusal) });
     this.#forward(fe.query(substituteSql(refusal)));
   }
@@ -658,7 +658,7 @@ export class PostgresSession {
   /** Refuses a standalone message (FunctionCall) the same way as a blocked simple Query. */
   async #refuseStandalone(refusal: Refusal): Promise<void> {
     await this.#appendBestEffort({ event_type: 'db.query.attempt', outcome: 'failure', operation: 'FUNCTION_CALL', message: refusal.message, result: { sqlstate: refusal.sqlstate } });
-    this.#sendRefusal('simple', refusal);
+    this.#sendRefusal(refusal);
   }
 
   /** Blocks an Execute inside an extended-protocol batch: the server fails there and skips to Sync. */
@@ -841,7 +841,7 @@ export class PostgresSession {
 
   #fatal(sqlstate: string, message: string, cause?: unknown): void {
     if (this.#step === 'closed') return;
-    if (cause !== undefined) this.#log.debug({ err: cause instanceof Error ? cause.message : String(cause) }, message);
+    if (cause !== undefined) this.#log.debug({ err: cause instanceof Error ? cause.message : 'non-error cause' }, message);
     try {
       this.#client.end(be.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
     } catch {

@@ -15,7 +15,7 @@ describe('checkStartupParameters', () => {
     ['refuses a client encoding other than UTF-8', { user: 'u', client_encoding: 'SJIS' }, '0A000'],
   ];
   for (const [name, params, sqlstate] of table) {
-    it(`${name}`, () => {
+    it(name, () => {
       const result = checkStartupParameters(new Map(Object.entries(params)));
       if (sqlstate === null) assert.equal(result.ok, true);
       else assert.deepEqual(result.ok ? null : result.sqlstate, sqlstate);
