@@ -289,11 +289,11 @@ describe('sidecar enforcement', () => {
       const name = uniqueName('fcall');
       const { client } = await WireClient.login(stack.port, await stack.token(), { application_name: name });
       try {
-        // pg_terminate_backend(int4) by OID, with the upstream pid guess 1: never executed anyway.
-        const oid = Number((await stack.postgres.psql("SELECT 'pg_catalog.pg_terminate_backend(int4)'::regprocedure::oid")).trim());
-        const arg = Buffer.alloc(4);
-        arg.writeInt32BE(1);
-        client.send(fe.functionCall({ functionOid: oid, argFormats: [1], args: [arg], resultFormat: 0 }));
+        // pg_terminate_backend(pid, timeout) by OID: there is no SQL text for the policy to read.
+        const oid = Number((await stack.postgres.psql("SELECT 'pg_catalog.pg_terminate_backend(int4,int8)'::regprocedure::oid")).trim());
+        const pid = Buffer.alloc(4);
+        pid.writeInt32BE(1);
+        client.send(fe.functionCall({ functionOid: oid, argFormats: [1], args: [pid, Buffer.alloc(8)], resultFormat: 0 }));
         const messages = await client.until((m) => m.type === 'ReadyForQuery');
         assert.ok(!messages.some((m) => m.type === 'FunctionCallResponse'), 'the function did not run');
         const error = errorOf(messages.find((m) => m.type === 'ErrorResponse'));
@@ -308,24 +308,37 @@ describe('sidecar enforcement', () => {
       await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'db.query.attempt' && e.operation === 'FUNCTION_CALL'));
     });
 
-    it('ends the session with 0A000 when SET client_encoding leaves UTF-8', async () => {
-      const { client } = await WireClient.login(stack.port, await stack.token());
-      try {
-        client.send(fe.query("SET client_encoding = 'SJIS'"));
-        const { messages, closed } = await client.untilClosed();
-        assert.equal(closed, true, 'the sidecar closed the session');
-        const fatal = messages.map(errorOf).find((e) => e !== undefined);
-        assert.equal(fatal?.sqlstate, '0A000');
-        assert.equal(fatal.severity, 'FATAL');
-      } finally {
-        client.end();
-      }
-    });
+    for (const sql of ["SET client_encoding = 'SJIS'", "SET NAMES 'SJIS'", "SELECT set_config('client_encoding', 'SJIS', false)"]) {
+      it(`never lets the session leave UTF-8 through ${sql}`, async () => {
+        const { client } = await WireClient.login(stack.port, await stack.token());
+        try {
+          client.send(fe.query(sql));
+          const messages = await client.until((m) => m.type === 'ReadyForQuery' || (m.type === 'ErrorResponse' && m.fields.get('V') === 'FATAL'));
+          const error = errorOf(messages.find((m) => m.type === 'ErrorResponse'));
+          if (error?.severity === 'FATAL') {
+            // The backstop: the server switched, the sidecar ends the session.
+            assert.equal(error.sqlstate, '0A000');
+            assert.equal((await client.untilClosed()).closed, true);
+          } else {
+            // Refused by policy before it reached the server: the encoding is still UTF-8.
+            assert.equal(error?.sqlstate, '42501', JSON.stringify(messages.map((m) => m.type)));
+            const show = await client.query('SHOW client_encoding');
+            const row = show.find((m) => m.type === 'DataRow');
+            assert.equal(row?.type === 'DataRow' ? row.values[0]?.toString() : undefined, 'UTF8');
+          }
+        } finally {
+          client.end();
+        }
+      });
+    }
 
-    it('refuses client_encoding SJIS at startup with 0A000', async () => {
-      const client = new pg.Client({ ...stack.clientConfig(await stack.token()), client_encoding: 'SJIS' });
-      client.on('error', () => undefined);
-      assert.equal(sqlstateOf(await client.connect().catch((e: unknown) => e)), '0A000');
+    it('refuses client_encoding SJIS at startup with FATAL 0A000', async () => {
+      const { client, messages } = await WireClient.login(stack.port, await stack.token(), { client_encoding: 'SJIS' });
+      client.end();
+      const error = errorOf(messages.at(-1));
+      assert.equal(error?.sqlstate, '0A000');
+      assert.equal(error.severity, 'FATAL');
+      assert.ok(!messages.some((m) => m.type === 'AuthenticationCleartextPassword'), 'refused before asking for a token');
     });
 
     it('refuses Execute of a portal the sidecar never saw bound (SQL-level cursor) with 42501', async () => {
@@ -412,6 +425,36 @@ describe('sidecar enforcement', () => {
         await client.end();
       }
       assert.ok(await tableExists(stack, 'invoices'));
+    });
+
+    it('ends the session with FATAL 0A000 when a policy lets SET client_encoding reach the server (the backstop)', async () => {
+      // A policy author explicitly allowing opaque SETs (the analyser marks an encoding change opaque).
+      await writeAtomically(edited((doc) => {
+        (doc.getIn(['spec', 'rules']) as { items: unknown[] }).items.unshift(doc.createNode({ name: 'allow-opaque-set', match: { sql: { statements: ['set'], opaque: true } }, action: 'allow' }));
+      }));
+      try {
+        const started = Date.now();
+        let last: string[] = [];
+        for (;;) {
+          const { client } = await WireClient.login(stack.port, await stack.token());
+          try {
+            client.send(fe.query("SET client_encoding = 'SJIS'"));
+            const { messages, closed } = await client.untilClosed(1000);
+            const error = messages.map(errorOf).find((e) => e !== undefined);
+            last = messages.map((m) => m.type);
+            if (error?.sqlstate === '42501' && Date.now() - started < 3000) continue; // the old policy still
+            assert.equal(error?.sqlstate, '0A000', JSON.stringify(last));
+            assert.equal(error.severity, 'FATAL');
+            assert.equal(closed, true, 'the session ended');
+            assert.ok(!messages.some((m) => m.type === 'ReadyForQuery'), 'no ReadyForQuery after the switch');
+            break;
+          } finally {
+            client.end();
+          }
+        }
+      } finally {
+        await writeAtomically(originalPolicy);
+      }
     });
 
     it('allows the SELECT again after the policy is restored', async () => {
