@@ -15,7 +15,9 @@ export interface PostgresListener {
 
 export async function startPostgresListener(options: { target: string; host: string; port: number; environment: SessionEnvironment }): Promise<PostgresListener> {
   const sessions = new Set<PostgresSession>();
-  const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+  // allowHalfOpen: a client may send its last messages and half-close; like PostgreSQL, the session
+  // still answers them before closing.
+  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
     const session = new PostgresSession(socket, options.environment);
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));

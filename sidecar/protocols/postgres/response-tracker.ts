@@ -68,6 +68,11 @@ export class ResponseTracker {
     return this.#batches.length;
   }
 
+  /** Batches ended by a Sync or a Query whose ReadyForQuery has not arrived: the server will answer them. */
+  get awaitingReadyForQuery(): number {
+    return this.#batches.filter((b) => b.sealed).length;
+  }
+
   /** Records a forwarded (or injected) message that the server will answer. */
   expect(response: PendingResponse): void {
     const batch = this.#openBatch();

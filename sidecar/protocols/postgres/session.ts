@@ -106,6 +106,10 @@ export class PostgresSession {
   #statementCounter = 0;
   #inbound: Buffer[] = [];
   #processing = false;
+  /** The client half-closed: answer what it sent, then close. */
+  #clientEnded = false;
+  /** The client sent Terminate: let the server finish its answers, then close. */
+  #terminating = false;
   #endedAt: number | undefined;
   #statementsRun = 0;
   #sessionStarted = false;
@@ -147,6 +151,10 @@ export class PostgresSession {
   #attachClient(socket: Socket | TLSSocket): void {
     socket.on('data', (chunk: Buffer) => { this.#onClientData(chunk); });
     socket.on('error', (e: Error) => { this.#log.debug({ err: e.message }, 'client socket error'); });
+    socket.on('end', () => {
+      this.#clientEnded = true;
+      this.#finishIfDone();
+    });
     socket.on('close', () => { this.#close('client closed the connection'); });
     socket.on('drain', () => { this.#upstream?.socket.resume(); });
   }
@@ -174,7 +182,7 @@ export class PostgresSession {
         upstream?.cork();
         try {
           for (const frame of frames) {
-            if (this.#closed) return;
+            if (this.#closed || this.#terminating) return;
             const pending = this.#handleClientFrame(frame, frames);
             if (pending !== undefined) await pending;
           }
@@ -187,6 +195,7 @@ export class PostgresSession {
     } finally {
       this.#processing = false;
       if (this.#step !== 'closed' && this.#client.isPaused() && this.#inbound.length === 0) this.#client.resume();
+      this.#finishIfDone();
     }
   }
 
@@ -415,7 +424,10 @@ export class PostgresSession {
 
     upstream.socket.on('data', (chunk: Buffer) => { this.#onUpstreamData(chunk); });
     upstream.socket.on('error', (e: Error) => { this.#log.warn({ err: e.message }, 'upstream socket error'); });
-    upstream.socket.on('close', () => { this.#fatalIfOpen('08006', 'the upstream connection was closed'); });
+    upstream.socket.on('close', () => {
+      if (this.#terminating) this.#close('client terminated');
+      else this.#fatalIfOpen('08006', 'the upstream connection was closed');
+    });
     upstream.socket.on('drain', () => { this.#client.resume(); });
     if (upstream.buffered.length > 0) this.#onUpstreamData(upstream.buffered);
   }
@@ -464,8 +476,11 @@ export class PostgresSession {
         // a substitute so the transaction aborts on the server too.
         return this.#refuseStandalone({ sqlstate: '0A000', message: 'the FunctionCall protocol message is not allowed through Custos' });
       case FRONTEND.Terminate:
+        // The server answers everything sent before Terminate, then closes: relay that, then close.
+        this.#terminating = true;
+        this.#inbound.length = 0;
         this.#forward(frame.raw);
-        this.#close('client terminated');
+        setTimeout(() => { this.#close('client terminated'); }, 5000).unref();
         return undefined;
       default:
         this.#fatal('08P01', `invalid frontend message type ${frame.type}`);
@@ -709,6 +724,7 @@ export class PostgresSession {
     }
     if (!ok) this.#upstream?.socket.pause();
     this.#recordOutcomes(this.#tracker.takeOutcomes());
+    this.#finishIfDone();
   }
 
   /** 'forward', 'swallow', or replacement bytes. */
@@ -833,6 +849,14 @@ export class PostgresSession {
       this.#log.error({ err: e instanceof Error ? e.stack : String(e) }, 'internal error in session');
       this.#fatal('XX000', 'internal error in Custos');
     }
+  }
+
+  /** After a client half-close: close once every message it sent has been answered. */
+  #finishIfDone(): void {
+    if (!this.#clientEnded || this.#processing || this.#inbound.length > 0 || this.#closed) return;
+    // Messages after the last Sync get no answer until a Sync that will never come.
+    if (this.#step === 'proxying' && this.#tracker.awaitingReadyForQuery > 0) return;
+    this.#close('client closed the connection');
   }
 
   #fatalIfOpen(sqlstate: string, message: string): void {
