@@ -56,11 +56,15 @@ describe('sidecar audit delivery', () => {
     const onStatement = async (): Promise<void> => {
       statementsRun++;
       if (statementsRun === Math.floor(total / 4)) {
+        // Stop Redis only once the shipper is demonstrably shipping this workload.
+        await waitFor('workload events in the stream', async () =>
+          streamEvents(await redisStreamEntries(stack.redis?.url ?? '', POD_UID)).some((e) => e.reason === workloadName), 10_000);
         stopped = stack.redis?.stop();
         await stopped;
       }
       if (statementsRun === Math.floor((total * 3) / 4)) {
-        // Give the shipper time to notice the outage before Redis comes back.
+        // Let the shipper fail against the dead Redis for a while before it comes back.
+        await new Promise((r) => setTimeout(r, 1500));
         started = stack.redis?.start();
         await started;
       }
