@@ -512,6 +512,23 @@ export class PostgresSession {
     }
     this.#tracker.expect({ expect: 'query', injected: false, execution: this.#execution(attempt, 'simple') });
     this.#forward(frame.raw);
+    this.#followSettings(analysis);
+  }
+
+  /**
+   * Follows SET search_path for the resolution of unqualified names. The path only grows (union of
+   * old and new schemas): whether the SET succeeds, or a SET LOCAL reverts, is not known here, and
+   * for allow rules every schema of the path must be covered, so a larger path is the safe side.
+   */
+  #followSettings(analysis: SqlAnalysis): void {
+    if (!analysis.ok) return;
+    for (const facts of analysis.statements) {
+      for (const change of facts.settings ?? []) {
+        if (change.name !== 'search_path' && change.name !== 'all') continue;
+        const added = change.value ?? ['public'];
+        this.#searchPath = [...new Set([...this.#searchPath, ...added])];
+      }
+    }
   }
 
   #onParse(frame: Frame): void {
@@ -603,6 +620,7 @@ export class PostgresSession {
     }
     this.#tracker.expect({ expect: 'execute', injected: false, execution: this.#execution(attempt, 'extended') });
     this.#forward(frame.raw);
+    this.#followSettings(prepared.analysis);
   }
 
   /** Decides a statement; returns undefined when the session was ended instead (expired caller). */
