@@ -27,7 +27,7 @@ import { CLK_TCK, machineTicks, processTicks, processTreeTicks, reapedChildrenTi
 
 const MODES = ['simple', 'extended', 'prepared'] as const;
 type Mode = (typeof MODES)[number];
-const ENDPOINTS = ['direct', 'pgbouncer', 'custos', 'node-pipe'] as const;
+const ENDPOINTS = ['direct', 'pgbouncer', 'custos', 'node-pipe', 'custos-tmpfs'] as const;
 type EndpointName = (typeof ENDPOINTS)[number];
 const DEFAULT_ENDPOINTS: readonly EndpointName[] = ['direct', 'pgbouncer', 'custos'];
 
@@ -53,8 +53,10 @@ const USAGE = `usage: npm run bench:pg -- [options]
   --runs N            measured runs per mode and endpoint, interleaved (default 3)
   --warmup S          seconds of the discarded warm-up run per mode and endpoint (default 3; 0 = none)
   --modes LIST        simple,extended,prepared (default all)
-  --endpoints LIST    direct,pgbouncer,custos,node-pipe (default direct,pgbouncer,custos; node-pipe is
-                      a bare Node socket.pipe() proxy, the floor of any Node proxy)
+  --endpoints LIST    direct,pgbouncer,custos,node-pipe,custos-tmpfs (default direct,pgbouncer,custos)
+                      node-pipe: a bare Node socket.pipe() proxy, the floor of any Node proxy;
+                      custos-tmpfs: a second sidecar whose spool is on /dev/shm (attribution of
+                      the disk's datasync latency only: not a valid deployment)
   --scale N           pgbench -i scale factor (default 10)
   --json FILE         also write every run's raw figures as JSON
   --cpu-prof DIR      run the sidecar under node --cpu-prof, profile written to DIR at exit
@@ -448,7 +450,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const opts = options;
-  if (opts.endpoints.includes('custos') && !existsSync(join(REPO_ROOT, 'policy', 'evaluate.ts'))) {
+  if (opts.endpoints.some((e) => e.startsWith('custos')) && !existsSync(join(REPO_ROOT, 'policy', 'evaluate.ts'))) {
     process.stderr.write('bench:pg: the policy engine (policy/evaluate.ts) is not there yet, so the sidecar cannot start; run with --endpoints direct,pgbouncer\n');
     return 2;
   }
@@ -463,7 +465,7 @@ async function main(argv: string[]): Promise<number> {
 
   let postgres: PostgresInstance | undefined;
   let bouncer: PgbouncerInstance | undefined;
-  let sidecar: BenchSidecar | undefined;
+  const sidecars: BenchSidecar[] = [];
   let pipe: NodePipe | undefined;
   const results: RunResult[] = [];
   try {
@@ -492,10 +494,10 @@ async function main(argv: string[]): Promise<number> {
         const s = await startBenchSidecar({
           postgres: pg,
           ...(opts.cpuProf !== undefined ? { cpuProfDir: opts.cpuProf } : {}),
-          ...(opts.spoolDir !== undefined ? { spoolParent: opts.spoolDir } : {}),
+          ...(name === 'custos-tmpfs' ? { spoolParent: '/dev/shm' } : opts.spoolDir !== undefined ? { spoolParent: opts.spoolDir } : {}),
         });
-        sidecar = s;
-        log(`custos sidecar on 127.0.0.1:${s.port} (pid ${s.pid})`);
+        sidecars.push(s);
+        log(`${name} sidecar on 127.0.0.1:${s.port} (pid ${s.pid}, spool ${s.spoolDir})`);
         // A fresh token per run, valid well past the run (the session ends when its token expires).
         const expires = Math.min(3600, Math.max(600, opts.duration * 4 + 120));
         endpoints.push({ name, port: s.port, user: CUSTOS_BENCH_USER, password: () => s.token(expires), proxyPid: s.pid, alive: () => s.alive(), spoolBytes: () => s.spoolBytes(), logsTail: () => s.logs().slice(-3000) });
@@ -504,7 +506,7 @@ async function main(argv: string[]): Promise<number> {
 
     const report = (r: RunResult, label: string): void => {
       const extra = r.auditBytesPerTx !== undefined ? ` audit ${Math.round(r.auditBytesPerTx)} B/tx` : '';
-      log(`  ${label.padEnd(10)} ${r.mode.padEnd(8)} ${r.endpoint.padEnd(9)} ${fmtInt(r.tps).padStart(7)} tps  p50 ${fmt(r.p50Ms, 3)} p99 ${fmt(r.p99Ms, 3)} ms  ` +
+      log(`  ${label.padEnd(10)} ${r.mode.padEnd(8)} ${r.endpoint.padEnd(12)} ${fmtInt(r.tps).padStart(7)} tps  p50 ${fmt(r.p50Ms, 3)} p99 ${fmt(r.p99Ms, 3)} ms  ` +
         `cpu/tx pgbench ${fmt(r.cpuUs.pgbench, 0)} pg ${fmt(r.cpuUs.postgres, 0)} proxy ${fmt(r.cpuUs.proxy, 0)} µs  other ${r.otherCores.toFixed(2)} cores${extra}` +
         (r.problems.length > 0 ? `  PROBLEM: ${r.problems.join('; ')}` : ''));
       const ep = endpoints.find((e) => e.name === r.endpoint);
@@ -530,7 +532,7 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   } finally {
-    await sidecar?.stop().catch((e: unknown) => { log(`sidecar stop: ${String(e)}`); });
+    for (const s of sidecars) await s.stop().catch((e: unknown) => { log(`sidecar stop: ${String(e)}`); });
     await pipe?.stop().catch((e: unknown) => { log(`node pipe stop: ${String(e)}`); });
     await bouncer?.stop().catch((e: unknown) => { log(`pgbouncer stop: ${String(e)}`); });
     await postgres?.stop().catch((e: unknown) => { log(`postgres stop: ${String(e)}`); });
