@@ -1,0 +1,77 @@
+// `custos policy check` as platform teams use it in CI: one statement, or JSON lines on stdin.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CUSTOS_CLI, NODE, REPO_ROOT } from './harness/custos-stack.ts';
+import { run } from './harness/processes.ts';
+
+const POLICY = join(REPO_ROOT, 'examples', 'policy.yaml');
+const CI = { caller: { issuer: 'https://demo.custos.local', subject: 'ci', claims: { repository: 'acme/billing', ref: 'refs/heads/main', workflow: 'deploy-x' } } };
+
+interface CheckOutput {
+  action: string;
+  rule: string | null;
+  reason: string;
+  statements: Array<{ kinds: string[]; objects: string[]; opaque: boolean; unfilteredWrite: boolean }>;
+}
+
+async function check(sql: string, identity?: unknown): Promise<CheckOutput> {
+  const args = [CUSTOS_CLI, 'policy', 'check', '--policy', POLICY, '--target', 'billing', '--sql', sql];
+  if (identity !== undefined) args.push('--identity', JSON.stringify(identity));
+  return JSON.parse(await run(NODE, args)) as CheckOutput;
+}
+
+describe('custos policy check', () => {
+  it('prints the decision, the deciding rule and the statement facts as JSON', async () => {
+    const out = await check('DROP/**/TABLE invoices');
+    assert.equal(out.action, 'deny');
+    assert.equal(out.rule, 'deny-ddl');
+    const [facts] = out.statements;
+    assert.ok(facts);
+    assert.deepEqual(facts.kinds, ['drop']);
+    assert.deepEqual(facts.objects, ['invoices']);
+  });
+
+  it('applies subjects: the ci caller may update invoices, an anonymous caller may not', async () => {
+    assert.equal((await check('UPDATE invoices SET status = $1 WHERE id = $2', CI)).rule, 'allow-writes-billing');
+    const anonymous = await check('UPDATE invoices SET status = $1 WHERE id = $2');
+    assert.equal(anonymous.action, 'deny');
+    assert.equal(anonymous.reason, 'default-action');
+  });
+
+  it('decides JSON lines from stdin, one decision per line, in order', async () => {
+    const lines = [
+      { sql: 'SELECT * FROM invoices' },
+      { sql: 'WITH d AS (DELETE FROM invoices RETURNING *) SELECT * FROM d' },
+      { sql: "DO $$ BEGIN EXECUTE 'x'; END $$" },
+      { sql: 'DELETE FROM invoices WHERE id = 1', identity: CI },
+      { sql: 'SELEC 1' },
+    ].map((l) => JSON.stringify(l)).join('\n');
+    const out = (await run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', POLICY], { input: `${lines}\n` }))
+      .trim().split('\n').map((l) => JSON.parse(l) as CheckOutput);
+    assert.deepEqual(out.map((o) => [o.action, o.rule ?? o.reason]), [
+      ['allow', 'allow-reads'],
+      ['deny', 'deny-unfiltered-writes'],
+      ['deny', 'deny-opaque-code'],
+      ['allow', 'allow-writes-billing'],
+      ['deny', 'unparseable'],
+    ]);
+  });
+
+  it('exits non-zero on a malformed input line and says which', async () => {
+    await assert.rejects(run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', POLICY], { input: '{"sql": 1}\n' }), /exited with 1/);
+  });
+
+  it('names the field when the policy is invalid', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
+    const file = join(dir, 'policy.yaml');
+    await writeFile(file, (await readFile(POLICY, 'utf8')).replace('action: deny', 'action: permit'));
+    await assert.rejects(
+      run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', file, '--sql', 'SELECT 1']),
+      /spec\.rules\[0\]\.action: Unsupported value: "permit": supported values: "allow", "deny", "require-approval"/,
+    );
+    await rm(dir, { recursive: true, force: true });
+  });
+});
