@@ -57,6 +57,9 @@ const TYPE_NAME_OVERRIDES: Readonly<Record<string, Readonly<Record<string, strin
     'spec.targets[].tls': 'AccessPolicyTargetTls',
     'spec.rules[].match': 'AccessPolicyRuleMatch',
     'spec.rules[].match.sql': 'AccessPolicySqlMatch',
+    'spec.masking': 'AccessPolicyMasking',
+    'spec.masking.columns[]': 'AccessPolicyMaskedColumn',
+    'spec.masking.detectors[]': 'AccessPolicyDetector',
   },
 };
 

@@ -61,7 +61,9 @@ describe('generateFromCrd', () => {
       'AccessPolicyIssuer', 'AccessPolicyRuleMatch', 'AccessPolicySqlMatch', 'AccessPolicyStatus', 'AccessPolicyCondition', 'ObjectMeta']) {
       assert.match(types, new RegExp(`^export interface ${name} \\{$`, 'm'), name);
     }
-    assert.match(types, /^ {2}masking\?: Record<string, unknown>;$/m);
+    assert.match(types, /^ {2}masking\?: AccessPolicyMasking;$/m);
+    assert.match(types, /^ {2}columns\?: AccessPolicyMaskedColumn\[\];$/m);
+    assert.match(types, /^ {2}detectors\?: AccessPolicyDetector\[\];$/m);
     assert.match(types, /^ {2}matchLabels\?: Record<string, string>;$/m);
     assert.match(types, /^ {2}action: 'allow' \| 'deny' \| 'require-approval';$/m);
   });
@@ -138,7 +140,7 @@ const READY = { type: 'Ready', status: 'True' };
 
 const valid: readonly { name: string; edits: readonly Edit[] }[] = [
   { name: 'the base policy', edits: [] },
-  { name: 'masking holds unknown fields (x-kubernetes-preserve-unknown-fields)', edits: [['spec.masking', { anything: { goes: 1 } }]] },
+  { name: 'masking with columns and detectors', edits: [['spec.masking', { hmacKeyFile: '/k', columns: [{ column: 'public.t.c', strategy: 'null' }], detectors: [{ type: 'email' }] }]] },
   { name: 'a message of 512 astral characters (length counts code points)', edits: [['spec.rules[0].message', '😀'.repeat(512)]] },
   { name: 'a status with an RFC 3339 transition time', edits: [['status.conditions', [{ ...READY, lastTransitionTime: '2025-01-31T23:59:60.5+02:00' }]]] },
   { name: 'a loopback HTTP jwksUri instead of jwksFile', edits: [['spec.issuers[0].jwksFile', REMOVE], ['spec.issuers[0].jwksUri', 'http://127.0.0.1:8080/jwks']] },
@@ -177,6 +179,13 @@ const invalid: readonly { name: string; edits: readonly Edit[]; field: string; d
   },
   { name: 'no targets', edits: [['spec.targets', []]], field: 'spec.targets', detail: 'Invalid value: 0: spec.targets in body should have at least 1 items' },
   { name: 'no rules', edits: [['spec.rules', REMOVE]], field: 'spec.rules', detail: 'Required value' },
+  { name: 'a misspelt masking field', edits: [['spec.masking', { column: [] }]], field: 'spec.masking.column', detail: 'field not declared in schema' },
+  {
+    name: 'a masking strategy outside the enum',
+    edits: [['spec.masking', { columns: [{ column: 'public.t.c', strategy: 'hash' }] }]],
+    field: 'spec.masking.columns[0].strategy',
+    detail: 'Unsupported value: "hash": supported values: "redact", "partial", "hmac", "null"',
+  },
   { name: 'a message of 513 astral characters', edits: [['spec.rules[0].message', '😀'.repeat(513)]], field: 'spec.rules[0].message', detail: 'Too long: may not be more than 512 characters' },
   {
     name: 'a statement kind outside the enum',

@@ -55,7 +55,6 @@ const INVALID: readonly InvalidCase[] = [
   { name: 'a claim matcher has an empty in list', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'sub', in: [] }]; }, field: 'spec.subjects[1].oidc.claims[0].in', message: /must not be empty/ },
   { name: 'a claim path has an empty segment', edit: (s) => { s.subjects![1]!.oidc!.claims = [{ claim: 'a..b', equals: 'x' }]; }, field: 'spec.subjects[1].oidc.claims[0].claim', message: /empty segment/ },
   { name: 'a caller-token target has no issuer to verify with', edit: (s) => { delete s.issuers; s.subjects!.pop(); s.rules[1]!.subjects = ['reporter']; }, field: 'spec.targets[0].clientAuthentication', message: /caller-token needs at least one entry in spec.issuers/ },
-  { name: 'masking is configured', edit: (s) => { s.masking = { rules: [] }; }, field: 'spec.masking', message: /^masking is not supported in this version$/ },
   { name: 'an object pattern is not schema-qualified', edit: (s) => { s.rules[1]!.match = { sql: { objects: ['invoices'] } }; }, field: 'spec.rules[1].match.sql.objects[0]', message: /expected schema.name/ },
   { name: 'a function pattern has an empty name', edit: (s) => { s.rules[1]!.match = { sql: { functions: ['pg_catalog.'] } }; }, field: 'spec.rules[1].match.sql.functions[0]', message: /expected schema.name/ },
   { name: 'a statements list is empty', edit: (s) => { s.rules[0]!.match = { sql: { statements: [] } }; }, field: 'spec.rules[0].match.sql.statements', message: /must not be empty/ },
@@ -104,10 +103,19 @@ describe('compilePolicy', () => {
     assert.notEqual(compilePolicy(policyOf(changed)).version, a);
   });
 
-  it('accepts an empty masking object', () => {
+  it('compiles masking to null when the masking object is empty', () => {
     const spec = baseSpec();
     spec.masking = {};
-    assert.doesNotThrow(() => compilePolicy(policyOf(spec)));
+    assert.equal(compilePolicy(policyOf(spec)).masking, null);
+    assert.equal(compilePolicy(policyOf(baseSpec())).masking, null);
+  });
+
+  it('compiles masking rules when columns are given', () => {
+    const spec = baseSpec();
+    spec.masking = { exemptSubjects: ['reporter'], columns: [{ column: 'public.customers.email', strategy: 'partial', keepFirst: 1 }] };
+    const masking = compilePolicy(policyOf(spec)).masking;
+    assert.deepEqual(masking?.columns, [{ schema: 'public', table: 'customers', column: 'email', strategy: { kind: 'partial', keepFirst: 1, keepLast: 4 } }]);
+    assert.deepEqual(masking.exemptSubjects.map((s) => s.name), ['reporter']);
   });
 
   it('compiles examples/policy.yaml', () => {
@@ -136,10 +144,10 @@ describe('compilePolicy', () => {
     it('reports every problem when there are several', () => {
       const spec = baseSpec();
       spec.rules[1] = { name: 'allow-reads', targets: ['nope'], subjects: ['nobody'], action: 'allow' };
-      spec.masking = { x: 1 };
+      spec.masking = { columns: [{ column: 'customers.email', strategy: 'redact' }] };
       assert.throws(() => compilePolicy(policyOf(spec)), (e: unknown) => {
         assert.ok(e instanceof PolicyValidationError);
-        assert.deepEqual(e.issues.map((i) => i.field), ['spec.rules[1].targets[0]', 'spec.rules[1].subjects[0]', 'spec.masking']);
+        assert.deepEqual(e.issues.map((i) => i.field), ['spec.rules[1].targets[0]', 'spec.rules[1].subjects[0]', 'spec.masking.columns[0].column']);
         assert.equal(e.message.split('\n').length, 3);
         return true;
       });

@@ -4,6 +4,7 @@
 // its field.
 import { createHash } from 'node:crypto';
 import type { AccessPolicy, AccessPolicyIssuer, AccessPolicyRule, AccessPolicySpec, AccessPolicyTarget } from '../crds/generated/access-policy.ts';
+import { type CompiledMasking, compileMasking } from './masking/compile-masking.ts';
 import { compileNamePattern, type NamePattern } from './name-pattern.ts';
 import { type PolicyIssue, PolicyValidationError } from './policy-validation-error.ts';
 import { expandStatementKinds } from './statement-groups.ts';
@@ -42,6 +43,8 @@ export interface CompiledPolicy {
   readonly subjects: ReadonlyMap<string, CompiledSubject>;
   readonly rules: readonly CompiledRule[];
   readonly defaultAction: Action;
+  /** Result masking; null when the policy masks nothing (no columns and no detectors). */
+  readonly masking: CompiledMasking | null;
 }
 
 /** Compiles a policy; throws PolicyValidationError (code ERR_POLICY_INVALID) listing every problem. */
@@ -90,8 +93,12 @@ export function compilePolicy(policy: AccessPolicy, options: { version?: string 
     rules.push(compileRule(rule, field, targets, subjects, subjectNames, issues));
   }
 
-  if (spec.masking !== undefined && Object.keys(spec.masking).length > 0) {
-    issues.push({ field: 'spec.masking', message: 'masking is not supported in this version' });
+  let masking: CompiledMasking | null = null;
+  try {
+    masking = compileMasking(spec.masking, subjects, 'spec.masking', subjectNames);
+  } catch (e: unknown) {
+    if (!(e instanceof PolicyValidationError)) throw e;
+    issues.push(...e.issues);
   }
 
   if (issues.length > 0) throw new PolicyValidationError(issues);
@@ -105,6 +112,7 @@ export function compilePolicy(policy: AccessPolicy, options: { version?: string 
     subjects,
     rules,
     defaultAction: spec.defaultAction ?? 'deny',
+    masking,
   };
 }
 

@@ -38,8 +38,8 @@ export interface AccessPolicySpec {
   targets: AccessPolicyTarget[];
   /** Ordered rules; for each statement the first matching rule decides. */
   rules: AccessPolicyRule[];
-  /** Reserved for result masking (not yet supported; a non-empty value is rejected). */
-  masking?: Record<string, unknown>;
+  /** Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing. */
+  masking?: AccessPolicyMasking;
   /** Decision for statements no rule matches (default deny). */
   defaultAction?: 'allow' | 'deny' | 'require-approval';
 }
@@ -168,6 +168,44 @@ export interface AccessPolicySqlMatch {
   opaque?: boolean;
   /** COPY endpoints (any of). */
   copy?: Array<'stdin' | 'stdout' | 'program' | 'file'>;
+}
+
+/** Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing. */
+export interface AccessPolicyMasking {
+  /** Path of the HMAC key file, mounted into the sidecar only (never into the workload). Required when any column or detector uses the hmac strategy; the whole file content is the key. */
+  hmacKeyFile?: string;
+  /** What to do with an output column whose derivation Custos cannot determine (e.g. a relation newer than the catalog snapshot, or an expression it cannot analyse): `mask` replaces its values (default), `deny` refuses the statement. */
+  onUnresolvable?: 'mask' | 'deny';
+  /** What to do when a masked column is used in WHERE, JOIN, ORDER BY, GROUP BY, HAVING or DISTINCT, where it can reveal its value by inference without being returned: `deny` refuses the statement (default), `require-approval` holds it for approval, `allow` accepts the risk. */
+  predicates?: 'allow' | 'deny' | 'require-approval';
+  /** Subject names (spec.subjects) that see clear values; every exempt result is audited as exempt. */
+  exemptSubjects?: string[];
+  /** Masked physical columns. */
+  columns?: AccessPolicyMaskedColumn[];
+  /** Value detectors, the backstop on every outbound channel: text that no column rule covers (expressions, notices, errors, notifications, reported parameters) is scanned, and every match is replaced. */
+  detectors?: AccessPolicyDetector[];
+}
+
+export interface AccessPolicyMaskedColumn {
+  /** `schema.table.column`, with the names exactly as PostgreSQL stores them (an unquoted identifier is stored in lower case). A part holding a dot is written in double quotes (`public."a.b".c`). */
+  column: string;
+  /** `redact` replaces the value with a fixed token, `partial` keeps its first and last characters, `hmac` replaces it with a keyed digest (deterministic, so equal values stay equal), `null` returns NULL. */
+  strategy: 'redact' | 'partial' | 'hmac' | 'null';
+  /** partial only. Characters kept at the start (default 0). */
+  keepFirst?: number;
+  /** partial only. Characters kept at the end (default 4). */
+  keepLast?: number;
+}
+
+export interface AccessPolicyDetector {
+  /** What to find; `custom` uses `pattern`. */
+  type: 'email' | 'payment-card' | 'us-ssn' | 'iban' | 'phone' | 'jwt' | 'cloud-access-key' | 'generic-secret' | 'ipv4' | 'ipv6' | 'custom';
+  /** Name in audit events and metrics; required for custom, defaults to the type otherwise. */
+  name?: string;
+  /** custom only. A JavaScript regular expression source without flags (compiled with `gu`); it must not match the empty string. */
+  pattern?: string;
+  /** How a match is replaced (default redact); `partial` keeps its default 0 first and 4 last characters. */
+  strategy?: 'redact' | 'partial' | 'hmac' | 'null';
 }
 
 export interface AccessPolicyStatus {

@@ -2,7 +2,7 @@
 "use strict";
 export const validate = validate10;
 export default validate10;
-const schema11 = {"type":"object","description":"AccessPolicy decides, per command, what workloads and callers may do on their data-path targets.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessPolicy"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"The policy. Rules are evaluated in order for every statement; the first rule that matches decides.","required":["targets","rules"],"properties":{"selector":{"type":"object","description":"Pods (in the policy's namespace) that this policy applies to; the webhook injects the sidecar into them. Empty selects every pod of the namespace.","properties":{"matchLabels":{"type":"object","additionalProperties":{"type":"string"}},"matchExpressions":{"type":"array","items":{"type":"object","required":["key","operator"],"properties":{"key":{"type":"string"},"operator":{"type":"string","enum":["In","NotIn","Exists","DoesNotExist"]},"values":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}}},"additionalProperties":false},"issuers":{"type":"array","description":"Trusted issuers of caller tokens (OIDC JWTs presented as the database password).","items":{"type":"object","required":["issuer","audience"],"oneOf":[{"required":["jwksUri"]},{"required":["jwksFile"]}],"properties":{"issuer":{"type":"string","description":"Exact `iss` value (no normalisation; a trailing slash is a different issuer).","minLength":1,"maxLength":512},"audience":{"type":"string","description":"The `aud` value a token must contain.","minLength":1,"maxLength":256},"jwksUri":{"type":"string","description":"HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile.","pattern":"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},"jwksFile":{"type":"string","description":"Path of a file holding the issuer's JWKS, re-read when it changes."},"algorithms":{"type":"array","description":"Accepted signature algorithms (asymmetric only).","items":{"type":"string","enum":["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"]}},"maxTokenAgeSeconds":{"type":"integer","description":"Reject tokens issued longer ago than this (default 3600).","minimum":60,"maximum":86400},"clockToleranceSeconds":{"type":"integer","description":"Allowed clock skew for exp/nbf (default 30).","minimum":0,"maximum":300}},"additionalProperties":false}},"subjects":{"type":"array","description":"Named identities that rules refer to. A subject matches a workload identity (Kubernetes service account) or a caller token (OIDC issuer and claims).","items":{"type":"object","required":["name"],"oneOf":[{"required":["serviceAccount"]},{"required":["oidc"]}],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"serviceAccount":{"type":"object","required":["name"],"properties":{"name":{"type":"string","description":"Service account name; `*` matches any."},"namespace":{"type":"string","description":"Namespace of the service account; defaults to the policy's namespace."}},"additionalProperties":false},"oidc":{"type":"object","required":["issuer"],"properties":{"issuer":{"type":"string"},"claims":{"type":"array","description":"Every matcher must hold.","items":{"type":"object","required":["claim"],"properties":{"claim":{"type":"string","description":"Claim name; a dotted path reaches nested claims (`kubernetes.io.namespace`)."},"equals":{"type":"string"},"in":{"type":"array","items":{"type":"string"}},"glob":{"type":"string","description":"Shell-style pattern (`*` any run, `?` one character)."}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false}},"targets":{"type":"array","description":"Upstream services reached through the sidecar.","minItems":1,"items":{"type":"object","required":["name","protocol","host","port"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"database":{"type":"string","description":"Upstream database; a client asking for another database is refused."},"listenPort":{"type":"integer","description":"Explicit mode only; the local port the sidecar listens on for this target.","minimum":1,"maximum":65535},"clientAuthentication":{"type":"string","description":"How callers authenticate to the sidecar. `workload` asks for nothing and uses the pod's workload identity (workloads change nothing); `caller-token` asks for an OIDC JWT as the password (over TLS or loopback only).","enum":["workload","caller-token"]},"credentials":{"type":"object","description":"Upstream credentials, read by the sidecar only from a Secret mounted into it.","required":["secretName"],"properties":{"secretName":{"type":"string"},"usernameKey":{"type":"string","description":"Key of the user name in the Secret (default `username`)."},"passwordKey":{"type":"string","description":"Key of the password in the Secret (default `password`)."}},"additionalProperties":false},"tls":{"type":"object","description":"TLS to the upstream.","properties":{"mode":{"type":"string","enum":["disable","prefer","require","verify-ca","verify-full"]},"caSecretName":{"type":"string","description":"Secret holding `ca.crt` to verify the upstream (verify-ca, verify-full)."},"serverName":{"type":"string","description":"Name to verify in verify-full mode (default host)."}},"additionalProperties":false}},"additionalProperties":false}},"rules":{"type":"array","description":"Ordered rules; for each statement the first matching rule decides.","items":{"type":"object","required":["name","action"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"description":{"type":"string","maxLength":1024},"targets":{"type":"array","description":"Target names the rule applies to (all when absent).","items":{"type":"string"}},"subjects":{"type":"array","description":"Subject names the rule applies to (everyone when absent).","items":{"type":"string"}},"match":{"type":"object","description":"Conditions on the statement; all given conditions must hold. A rule without match matches every statement.","properties":{"sql":{"type":"object","properties":{"statements":{"type":"array","description":"Statement kinds (any of). Group names expand (ddl, dml, read, write).","items":{"type":"string","enum":["select","insert","update","delete","merge","truncate","copy-from","copy-to","create","alter","drop","grant","revoke","set","show","transaction","explain","do","call","create-function","prepare","execute","deallocate","declare","fetch","close","listen","notify","lock","maintenance","discard","other","ddl","dml","read","write"]}},"objects":{"type":"array","description":"Relations touched (any of), as `schema.name` patterns; `*` matches a run of characters.","items":{"type":"string"}},"functions":{"type":"array","description":"Functions called (any of), as `schema.name` patterns.","items":{"type":"string"}},"where":{"type":"string","description":"`missing-or-constant`: UPDATE/DELETE/MERGE whose filter is absent or does not depend on any column.","enum":["missing-or-constant"]},"opaque":{"type":"boolean","description":"Matches (true) statements whose effect cannot be known from the text (DO, CREATE FUNCTION/PROCEDURE, CALL, SQL-level PREPARE/EXECUTE)."},"copy":{"type":"array","description":"COPY endpoints (any of).","items":{"type":"string","enum":["stdin","stdout","program","file"]}}},"additionalProperties":false}},"additionalProperties":false},"action":{"type":"string","enum":["allow","deny","require-approval"]},"message":{"type":"string","description":"Shown to the client with the rule name when the rule blocks a statement.","maxLength":512}},"additionalProperties":false}},"masking":{"type":"object","description":"Reserved for result masking (not yet supported; a non-empty value is rejected).","x-kubernetes-preserve-unknown-fields":true},"defaultAction":{"type":"string","description":"Decision for statements no rule matches (default deny).","enum":["allow","deny","require-approval"]}},"additionalProperties":false},"status":{"type":"object","properties":{"observedGeneration":{"type":"integer"},"selectedPods":{"type":"integer"},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
+const schema11 = {"type":"object","description":"AccessPolicy decides, per command, what workloads and callers may do on their data-path targets.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessPolicy"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"The policy. Rules are evaluated in order for every statement; the first rule that matches decides.","required":["targets","rules"],"properties":{"selector":{"type":"object","description":"Pods (in the policy's namespace) that this policy applies to; the webhook injects the sidecar into them. Empty selects every pod of the namespace.","properties":{"matchLabels":{"type":"object","additionalProperties":{"type":"string"}},"matchExpressions":{"type":"array","items":{"type":"object","required":["key","operator"],"properties":{"key":{"type":"string"},"operator":{"type":"string","enum":["In","NotIn","Exists","DoesNotExist"]},"values":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}}},"additionalProperties":false},"issuers":{"type":"array","description":"Trusted issuers of caller tokens (OIDC JWTs presented as the database password).","items":{"type":"object","required":["issuer","audience"],"oneOf":[{"required":["jwksUri"]},{"required":["jwksFile"]}],"properties":{"issuer":{"type":"string","description":"Exact `iss` value (no normalisation; a trailing slash is a different issuer).","minLength":1,"maxLength":512},"audience":{"type":"string","description":"The `aud` value a token must contain.","minLength":1,"maxLength":256},"jwksUri":{"type":"string","description":"HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile.","pattern":"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},"jwksFile":{"type":"string","description":"Path of a file holding the issuer's JWKS, re-read when it changes."},"algorithms":{"type":"array","description":"Accepted signature algorithms (asymmetric only).","items":{"type":"string","enum":["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"]}},"maxTokenAgeSeconds":{"type":"integer","description":"Reject tokens issued longer ago than this (default 3600).","minimum":60,"maximum":86400},"clockToleranceSeconds":{"type":"integer","description":"Allowed clock skew for exp/nbf (default 30).","minimum":0,"maximum":300}},"additionalProperties":false}},"subjects":{"type":"array","description":"Named identities that rules refer to. A subject matches a workload identity (Kubernetes service account) or a caller token (OIDC issuer and claims).","items":{"type":"object","required":["name"],"oneOf":[{"required":["serviceAccount"]},{"required":["oidc"]}],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"serviceAccount":{"type":"object","required":["name"],"properties":{"name":{"type":"string","description":"Service account name; `*` matches any."},"namespace":{"type":"string","description":"Namespace of the service account; defaults to the policy's namespace."}},"additionalProperties":false},"oidc":{"type":"object","required":["issuer"],"properties":{"issuer":{"type":"string"},"claims":{"type":"array","description":"Every matcher must hold.","items":{"type":"object","required":["claim"],"properties":{"claim":{"type":"string","description":"Claim name; a dotted path reaches nested claims (`kubernetes.io.namespace`)."},"equals":{"type":"string"},"in":{"type":"array","items":{"type":"string"}},"glob":{"type":"string","description":"Shell-style pattern (`*` any run, `?` one character)."}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false}},"targets":{"type":"array","description":"Upstream services reached through the sidecar.","minItems":1,"items":{"type":"object","required":["name","protocol","host","port"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"database":{"type":"string","description":"Upstream database; a client asking for another database is refused."},"listenPort":{"type":"integer","description":"Explicit mode only; the local port the sidecar listens on for this target.","minimum":1,"maximum":65535},"clientAuthentication":{"type":"string","description":"How callers authenticate to the sidecar. `workload` asks for nothing and uses the pod's workload identity (workloads change nothing); `caller-token` asks for an OIDC JWT as the password (over TLS or loopback only).","enum":["workload","caller-token"]},"credentials":{"type":"object","description":"Upstream credentials, read by the sidecar only from a Secret mounted into it.","required":["secretName"],"properties":{"secretName":{"type":"string"},"usernameKey":{"type":"string","description":"Key of the user name in the Secret (default `username`)."},"passwordKey":{"type":"string","description":"Key of the password in the Secret (default `password`)."}},"additionalProperties":false},"tls":{"type":"object","description":"TLS to the upstream.","properties":{"mode":{"type":"string","enum":["disable","prefer","require","verify-ca","verify-full"]},"caSecretName":{"type":"string","description":"Secret holding `ca.crt` to verify the upstream (verify-ca, verify-full)."},"serverName":{"type":"string","description":"Name to verify in verify-full mode (default host)."}},"additionalProperties":false}},"additionalProperties":false}},"rules":{"type":"array","description":"Ordered rules; for each statement the first matching rule decides.","items":{"type":"object","required":["name","action"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"description":{"type":"string","maxLength":1024},"targets":{"type":"array","description":"Target names the rule applies to (all when absent).","items":{"type":"string"}},"subjects":{"type":"array","description":"Subject names the rule applies to (everyone when absent).","items":{"type":"string"}},"match":{"type":"object","description":"Conditions on the statement; all given conditions must hold. A rule without match matches every statement.","properties":{"sql":{"type":"object","properties":{"statements":{"type":"array","description":"Statement kinds (any of). Group names expand (ddl, dml, read, write).","items":{"type":"string","enum":["select","insert","update","delete","merge","truncate","copy-from","copy-to","create","alter","drop","grant","revoke","set","show","transaction","explain","do","call","create-function","prepare","execute","deallocate","declare","fetch","close","listen","notify","lock","maintenance","discard","other","ddl","dml","read","write"]}},"objects":{"type":"array","description":"Relations touched (any of), as `schema.name` patterns; `*` matches a run of characters.","items":{"type":"string"}},"functions":{"type":"array","description":"Functions called (any of), as `schema.name` patterns.","items":{"type":"string"}},"where":{"type":"string","description":"`missing-or-constant`: UPDATE/DELETE/MERGE whose filter is absent or does not depend on any column.","enum":["missing-or-constant"]},"opaque":{"type":"boolean","description":"Matches (true) statements whose effect cannot be known from the text (DO, CREATE FUNCTION/PROCEDURE, CALL, SQL-level PREPARE/EXECUTE)."},"copy":{"type":"array","description":"COPY endpoints (any of).","items":{"type":"string","enum":["stdin","stdout","program","file"]}}},"additionalProperties":false}},"additionalProperties":false},"action":{"type":"string","enum":["allow","deny","require-approval"]},"message":{"type":"string","description":"Shown to the client with the rule name when the rule blocks a statement.","maxLength":512}},"additionalProperties":false}},"masking":{"type":"object","description":"Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing.","properties":{"hmacKeyFile":{"type":"string","description":"Path of the HMAC key file, mounted into the sidecar only (never into the workload). Required when any column or detector uses the hmac strategy; the whole file content is the key.","minLength":1,"maxLength":4096},"onUnresolvable":{"type":"string","description":"What to do with an output column whose derivation Custos cannot determine (e.g. a relation newer than the catalog snapshot, or an expression it cannot analyse): `mask` replaces its values (default), `deny` refuses the statement.","enum":["mask","deny"]},"predicates":{"type":"string","description":"What to do when a masked column is used in WHERE, JOIN, ORDER BY, GROUP BY, HAVING or DISTINCT, where it can reveal its value by inference without being returned: `deny` refuses the statement (default), `require-approval` holds it for approval, `allow` accepts the risk.","enum":["allow","deny","require-approval"]},"exemptSubjects":{"type":"array","description":"Subject names (spec.subjects) that see clear values; every exempt result is audited as exempt.","items":{"type":"string","maxLength":63}},"columns":{"type":"array","description":"Masked physical columns.","items":{"type":"object","required":["column","strategy"],"properties":{"column":{"type":"string","description":"`schema.table.column`, with the names exactly as PostgreSQL stores them (an unquoted identifier is stored in lower case). A part holding a dot is written in double quotes (`public.\"a.b\".c`).","minLength":5,"maxLength":200},"strategy":{"type":"string","description":"`redact` replaces the value with a fixed token, `partial` keeps its first and last characters, `hmac` replaces it with a keyed digest (deterministic, so equal values stay equal), `null` returns NULL.","enum":["redact","partial","hmac","null"]},"keepFirst":{"type":"integer","description":"partial only. Characters kept at the start (default 0).","minimum":0,"maximum":64},"keepLast":{"type":"integer","description":"partial only. Characters kept at the end (default 4).","minimum":0,"maximum":64}},"additionalProperties":false}},"detectors":{"type":"array","description":"Value detectors, the backstop on every outbound channel: text that no column rule covers (expressions, notices, errors, notifications, reported parameters) is scanned, and every match is replaced.","items":{"type":"object","required":["type"],"properties":{"type":{"type":"string","description":"What to find; `custom` uses `pattern`.","enum":["email","payment-card","us-ssn","iban","phone","jwt","cloud-access-key","generic-secret","ipv4","ipv6","custom"]},"name":{"type":"string","description":"Name in audit events and metrics; required for custom, defaults to the type otherwise.","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"pattern":{"type":"string","description":"custom only. A JavaScript regular expression source without flags (compiled with `gu`); it must not match the empty string.","minLength":1,"maxLength":1024},"strategy":{"type":"string","description":"How a match is replaced (default redact); `partial` keeps its default 0 first and 4 last characters.","enum":["redact","partial","hmac","null"]}},"additionalProperties":false}}},"additionalProperties":false},"defaultAction":{"type":"string","description":"Decision for statements no rule matches (default deny).","enum":["allow","deny","require-approval"]}},"additionalProperties":false},"status":{"type":"object","properties":{"observedGeneration":{"type":"integer"},"selectedPods":{"type":"integer"},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
@@ -2322,8 +2322,10 @@ errors++;
 }
 if(data23.masking !== undefined){
 let data97 = data23.masking;
-if(!(data97 && typeof data97 == "object" && !Array.isArray(data97))){
-const err179 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.type,parentSchema:schema11.properties.spec.properties.masking,data:data97};
+if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
+for(const key19 in data97){
+if(!((((((key19 === "hmacKeyFile") || (key19 === "onUnresolvable")) || (key19 === "predicates")) || (key19 === "exemptSubjects")) || (key19 === "columns")) || (key19 === "detectors"))){
+const err179 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking,data:data97};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2333,10 +2335,11 @@ vErrors.push(err179);
 errors++;
 }
 }
-if(data23.defaultAction !== undefined){
-let data98 = data23.defaultAction;
-if(typeof data98 !== "string"){
-const err180 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultAction.type,parentSchema:schema11.properties.spec.properties.defaultAction,data:data98};
+if(data97.hmacKeyFile !== undefined){
+let data98 = data97.hmacKeyFile;
+if(typeof data98 === "string"){
+if(func3(data98) > 4096){
+const err180 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/maxLength",keyword:"maxLength",params:{limit: 4096},message:"must NOT have more than 4096 characters",schema:4096,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2345,8 +2348,8 @@ vErrors.push(err180);
 }
 errors++;
 }
-if(!(((data98 === "allow") || (data98 === "deny")) || (data98 === "require-approval"))){
-const err181 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultAction.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultAction.enum,parentSchema:schema11.properties.spec.properties.defaultAction,data:data98};
+if(func3(data98) < 1){
+const err181 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2356,9 +2359,8 @@ vErrors.push(err181);
 errors++;
 }
 }
-}
 else {
-const err182 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
+const err182 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.hmacKeyFile.type,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2368,12 +2370,10 @@ vErrors.push(err182);
 errors++;
 }
 }
-if(data.status !== undefined){
-let data99 = data.status;
-if(data99 && typeof data99 == "object" && !Array.isArray(data99)){
-for(const key19 in data99){
-if(!(((key19 === "observedGeneration") || (key19 === "selectedPods")) || (key19 === "conditions"))){
-const err183 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data99};
+if(data97.onUnresolvable !== undefined){
+let data99 = data97.onUnresolvable;
+if(typeof data99 !== "string"){
+const err183 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.type,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data99};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2382,11 +2382,8 @@ vErrors.push(err183);
 }
 errors++;
 }
-}
-if(data99.observedGeneration !== undefined){
-let data100 = data99.observedGeneration;
-if(!(((typeof data100 == "number") && (!(data100 % 1) && !isNaN(data100))) && (isFinite(data100)))){
-const err184 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data100};
+if(!((data99 === "mask") || (data99 === "deny"))){
+const err184 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.onUnresolvable.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.enum,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data99};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2396,10 +2393,10 @@ vErrors.push(err184);
 errors++;
 }
 }
-if(data99.selectedPods !== undefined){
-let data101 = data99.selectedPods;
-if(!(((typeof data101 == "number") && (!(data101 % 1) && !isNaN(data101))) && (isFinite(data101)))){
-const err185 = {instancePath:instancePath+"/status/selectedPods",schemaPath:"#/properties/status/properties/selectedPods/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.selectedPods.type,parentSchema:schema11.properties.status.properties.selectedPods,data:data101};
+if(data97.predicates !== undefined){
+let data100 = data97.predicates;
+if(typeof data100 !== "string"){
+const err185 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.predicates.type,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data100};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2408,16 +2405,8 @@ vErrors.push(err185);
 }
 errors++;
 }
-}
-if(data99.conditions !== undefined){
-let data102 = data99.conditions;
-if(Array.isArray(data102)){
-const len18 = data102.length;
-for(let i18=0; i18<len18; i18++){
-let data103 = data102[i18];
-if(data103 && typeof data103 == "object" && !Array.isArray(data103)){
-if(data103.type === undefined){
-const err186 = {instancePath:instancePath+"/status/conditions/" + i18,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data103};
+if(!(((data100 === "allow") || (data100 === "deny")) || (data100 === "require-approval"))){
+const err186 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.predicates.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.predicates.enum,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data100};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2426,8 +2415,16 @@ vErrors.push(err186);
 }
 errors++;
 }
-if(data103.status === undefined){
-const err187 = {instancePath:instancePath+"/status/conditions/" + i18,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data103};
+}
+if(data97.exemptSubjects !== undefined){
+let data101 = data97.exemptSubjects;
+if(Array.isArray(data101)){
+const len18 = data101.length;
+for(let i18=0; i18<len18; i18++){
+let data102 = data101[i18];
+if(typeof data102 === "string"){
+if(func3(data102) > 63){
+const err187 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i18,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data102};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2436,9 +2433,9 @@ vErrors.push(err187);
 }
 errors++;
 }
-for(const key20 in data103){
-if(!((((((key20 === "type") || (key20 === "status")) || (key20 === "reason")) || (key20 === "message")) || (key20 === "lastTransitionTime")) || (key20 === "observedGeneration"))){
-const err188 = {instancePath:instancePath+"/status/conditions/" + i18,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data103};
+}
+else {
+const err188 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i18,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data102};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2448,10 +2445,9 @@ vErrors.push(err188);
 errors++;
 }
 }
-if(data103.type !== undefined){
-let data104 = data103.type;
-if(typeof data104 !== "string"){
-const err189 = {instancePath:instancePath+"/status/conditions/" + i18+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data104};
+}
+else {
+const err189 = {instancePath:instancePath+"/spec/masking/exemptSubjects",schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects,data:data101};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2461,10 +2457,15 @@ vErrors.push(err189);
 errors++;
 }
 }
-if(data103.status !== undefined){
-let data105 = data103.status;
-if(typeof data105 !== "string"){
-const err190 = {instancePath:instancePath+"/status/conditions/" + i18+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data105};
+if(data97.columns !== undefined){
+let data103 = data97.columns;
+if(Array.isArray(data103)){
+const len19 = data103.length;
+for(let i19=0; i19<len19; i19++){
+let data104 = data103[i19];
+if(data104 && typeof data104 == "object" && !Array.isArray(data104)){
+if(data104.column === undefined){
+const err190 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "column"},message:"must have required property '"+"column"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2473,8 +2474,8 @@ vErrors.push(err190);
 }
 errors++;
 }
-if(!(((data105 === "True") || (data105 === "False")) || (data105 === "Unknown"))){
-const err191 = {instancePath:instancePath+"/status/conditions/" + i18+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data105};
+if(data104.strategy === undefined){
+const err191 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "strategy"},message:"must have required property '"+"strategy"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2483,11 +2484,9 @@ vErrors.push(err191);
 }
 errors++;
 }
-}
-if(data103.reason !== undefined){
-let data106 = data103.reason;
-if(typeof data106 !== "string"){
-const err192 = {instancePath:instancePath+"/status/conditions/" + i18+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data106};
+for(const key20 in data104){
+if(!((((key20 === "column") || (key20 === "strategy")) || (key20 === "keepFirst")) || (key20 === "keepLast"))){
+const err192 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2497,10 +2496,11 @@ vErrors.push(err192);
 errors++;
 }
 }
-if(data103.message !== undefined){
-let data107 = data103.message;
-if(typeof data107 !== "string"){
-const err193 = {instancePath:instancePath+"/status/conditions/" + i18+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data107};
+if(data104.column !== undefined){
+let data105 = data104.column;
+if(typeof data105 === "string"){
+if(func3(data105) > 200){
+const err193 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/maxLength",keyword:"maxLength",params:{limit: 200},message:"must NOT have more than 200 characters",schema:200,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2509,12 +2509,8 @@ vErrors.push(err193);
 }
 errors++;
 }
-}
-if(data103.lastTransitionTime !== undefined){
-let data108 = data103.lastTransitionTime;
-if(typeof data108 === "string"){
-if(!(formats0.test(data108))){
-const err194 = {instancePath:instancePath+"/status/conditions/" + i18+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data108};
+if(func3(data105) < 5){
+const err194 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/minLength",keyword:"minLength",params:{limit: 5},message:"must NOT have fewer than 5 characters",schema:5,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2525,7 +2521,7 @@ errors++;
 }
 }
 else {
-const err195 = {instancePath:instancePath+"/status/conditions/" + i18+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data108};
+const err195 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2535,10 +2531,10 @@ vErrors.push(err195);
 errors++;
 }
 }
-if(data103.observedGeneration !== undefined){
-let data109 = data103.observedGeneration;
-if(!(((typeof data109 == "number") && (!(data109 % 1) && !isNaN(data109))) && (isFinite(data109)))){
-const err196 = {instancePath:instancePath+"/status/conditions/" + i18+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data109};
+if(data104.strategy !== undefined){
+let data106 = data104.strategy;
+if(typeof data106 !== "string"){
+const err196 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data106};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2547,10 +2543,8 @@ vErrors.push(err196);
 }
 errors++;
 }
-}
-}
-else {
-const err197 = {instancePath:instancePath+"/status/conditions/" + i18,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data103};
+if(!((((data106 === "redact") || (data106 === "partial")) || (data106 === "hmac")) || (data106 === "null"))){
+const err197 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data106};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2560,9 +2554,10 @@ vErrors.push(err197);
 errors++;
 }
 }
-}
-else {
-const err198 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data102};
+if(data104.keepFirst !== undefined){
+let data107 = data104.keepFirst;
+if(!(((typeof data107 == "number") && (!(data107 % 1) && !isNaN(data107))) && (isFinite(data107)))){
+const err198 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2571,10 +2566,9 @@ vErrors.push(err198);
 }
 errors++;
 }
-}
-}
-else {
-const err199 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data99};
+if((typeof data107 == "number") && (isFinite(data107))){
+if(data107 > 64 || isNaN(data107)){
+const err199 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2583,15 +2577,517 @@ vErrors.push(err199);
 }
 errors++;
 }
-}
-}
-else {
-const err200 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(data107 < 0 || isNaN(data107)){
+const err200 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
 if(vErrors === null){
 vErrors = [err200];
 }
 else {
 vErrors.push(err200);
+}
+errors++;
+}
+}
+}
+if(data104.keepLast !== undefined){
+let data108 = data104.keepLast;
+if(!(((typeof data108 == "number") && (!(data108 % 1) && !isNaN(data108))) && (isFinite(data108)))){
+const err201 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if(vErrors === null){
+vErrors = [err201];
+}
+else {
+vErrors.push(err201);
+}
+errors++;
+}
+if((typeof data108 == "number") && (isFinite(data108))){
+if(data108 > 64 || isNaN(data108)){
+const err202 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if(vErrors === null){
+vErrors = [err202];
+}
+else {
+vErrors.push(err202);
+}
+errors++;
+}
+if(data108 < 0 || isNaN(data108)){
+const err203 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if(vErrors === null){
+vErrors = [err203];
+}
+else {
+vErrors.push(err203);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err204 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.columns.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
+if(vErrors === null){
+vErrors = [err204];
+}
+else {
+vErrors.push(err204);
+}
+errors++;
+}
+}
+}
+else {
+const err205 = {instancePath:instancePath+"/spec/masking/columns",schemaPath:"#/properties/spec/properties/masking/properties/columns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.columns.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns,data:data103};
+if(vErrors === null){
+vErrors = [err205];
+}
+else {
+vErrors.push(err205);
+}
+errors++;
+}
+}
+if(data97.detectors !== undefined){
+let data109 = data97.detectors;
+if(Array.isArray(data109)){
+const len20 = data109.length;
+for(let i20=0; i20<len20; i20++){
+let data110 = data109[i20];
+if(data110 && typeof data110 == "object" && !Array.isArray(data110)){
+if(data110.type === undefined){
+const err206 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.spec.properties.masking.properties.detectors.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+if(vErrors === null){
+vErrors = [err206];
+}
+else {
+vErrors.push(err206);
+}
+errors++;
+}
+for(const key21 in data110){
+if(!((((key21 === "type") || (key21 === "name")) || (key21 === "pattern")) || (key21 === "strategy"))){
+const err207 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+if(vErrors === null){
+vErrors = [err207];
+}
+else {
+vErrors.push(err207);
+}
+errors++;
+}
+}
+if(data110.type !== undefined){
+let data111 = data110.type;
+if(typeof data111 !== "string"){
+const err208 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data111};
+if(vErrors === null){
+vErrors = [err208];
+}
+else {
+vErrors.push(err208);
+}
+errors++;
+}
+if(!(((((((((((data111 === "email") || (data111 === "payment-card")) || (data111 === "us-ssn")) || (data111 === "iban")) || (data111 === "phone")) || (data111 === "jwt")) || (data111 === "cloud-access-key")) || (data111 === "generic-secret")) || (data111 === "ipv4")) || (data111 === "ipv6")) || (data111 === "custom"))){
+const err209 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data111};
+if(vErrors === null){
+vErrors = [err209];
+}
+else {
+vErrors.push(err209);
+}
+errors++;
+}
+}
+if(data110.name !== undefined){
+let data112 = data110.name;
+if(typeof data112 === "string"){
+if(func3(data112) > 63){
+const err210 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+if(vErrors === null){
+vErrors = [err210];
+}
+else {
+vErrors.push(err210);
+}
+errors++;
+}
+if(!pattern1.test(data112)){
+const err211 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"+"\"",schema:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+if(vErrors === null){
+vErrors = [err211];
+}
+else {
+vErrors.push(err211);
+}
+errors++;
+}
+}
+else {
+const err212 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+if(vErrors === null){
+vErrors = [err212];
+}
+else {
+vErrors.push(err212);
+}
+errors++;
+}
+}
+if(data110.pattern !== undefined){
+let data113 = data110.pattern;
+if(typeof data113 === "string"){
+if(func3(data113) > 1024){
+const err213 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+if(vErrors === null){
+vErrors = [err213];
+}
+else {
+vErrors.push(err213);
+}
+errors++;
+}
+if(func3(data113) < 1){
+const err214 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+if(vErrors === null){
+vErrors = [err214];
+}
+else {
+vErrors.push(err214);
+}
+errors++;
+}
+}
+else {
+const err215 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+if(vErrors === null){
+vErrors = [err215];
+}
+else {
+vErrors.push(err215);
+}
+errors++;
+}
+}
+if(data110.strategy !== undefined){
+let data114 = data110.strategy;
+if(typeof data114 !== "string"){
+const err216 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data114};
+if(vErrors === null){
+vErrors = [err216];
+}
+else {
+vErrors.push(err216);
+}
+errors++;
+}
+if(!((((data114 === "redact") || (data114 === "partial")) || (data114 === "hmac")) || (data114 === "null"))){
+const err217 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data114};
+if(vErrors === null){
+vErrors = [err217];
+}
+else {
+vErrors.push(err217);
+}
+errors++;
+}
+}
+}
+else {
+const err218 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.detectors.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+if(vErrors === null){
+vErrors = [err218];
+}
+else {
+vErrors.push(err218);
+}
+errors++;
+}
+}
+}
+else {
+const err219 = {instancePath:instancePath+"/spec/masking/detectors",schemaPath:"#/properties/spec/properties/masking/properties/detectors/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.detectors.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors,data:data109};
+if(vErrors === null){
+vErrors = [err219];
+}
+else {
+vErrors.push(err219);
+}
+errors++;
+}
+}
+}
+else {
+const err220 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.type,parentSchema:schema11.properties.spec.properties.masking,data:data97};
+if(vErrors === null){
+vErrors = [err220];
+}
+else {
+vErrors.push(err220);
+}
+errors++;
+}
+}
+if(data23.defaultAction !== undefined){
+let data115 = data23.defaultAction;
+if(typeof data115 !== "string"){
+const err221 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultAction.type,parentSchema:schema11.properties.spec.properties.defaultAction,data:data115};
+if(vErrors === null){
+vErrors = [err221];
+}
+else {
+vErrors.push(err221);
+}
+errors++;
+}
+if(!(((data115 === "allow") || (data115 === "deny")) || (data115 === "require-approval"))){
+const err222 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultAction.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultAction.enum,parentSchema:schema11.properties.spec.properties.defaultAction,data:data115};
+if(vErrors === null){
+vErrors = [err222];
+}
+else {
+vErrors.push(err222);
+}
+errors++;
+}
+}
+}
+else {
+const err223 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
+if(vErrors === null){
+vErrors = [err223];
+}
+else {
+vErrors.push(err223);
+}
+errors++;
+}
+}
+if(data.status !== undefined){
+let data116 = data.status;
+if(data116 && typeof data116 == "object" && !Array.isArray(data116)){
+for(const key22 in data116){
+if(!(((key22 === "observedGeneration") || (key22 === "selectedPods")) || (key22 === "conditions"))){
+const err224 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key22},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data116};
+if(vErrors === null){
+vErrors = [err224];
+}
+else {
+vErrors.push(err224);
+}
+errors++;
+}
+}
+if(data116.observedGeneration !== undefined){
+let data117 = data116.observedGeneration;
+if(!(((typeof data117 == "number") && (!(data117 % 1) && !isNaN(data117))) && (isFinite(data117)))){
+const err225 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data117};
+if(vErrors === null){
+vErrors = [err225];
+}
+else {
+vErrors.push(err225);
+}
+errors++;
+}
+}
+if(data116.selectedPods !== undefined){
+let data118 = data116.selectedPods;
+if(!(((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118))) && (isFinite(data118)))){
+const err226 = {instancePath:instancePath+"/status/selectedPods",schemaPath:"#/properties/status/properties/selectedPods/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.selectedPods.type,parentSchema:schema11.properties.status.properties.selectedPods,data:data118};
+if(vErrors === null){
+vErrors = [err226];
+}
+else {
+vErrors.push(err226);
+}
+errors++;
+}
+}
+if(data116.conditions !== undefined){
+let data119 = data116.conditions;
+if(Array.isArray(data119)){
+const len21 = data119.length;
+for(let i21=0; i21<len21; i21++){
+let data120 = data119[i21];
+if(data120 && typeof data120 == "object" && !Array.isArray(data120)){
+if(data120.type === undefined){
+const err227 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+if(vErrors === null){
+vErrors = [err227];
+}
+else {
+vErrors.push(err227);
+}
+errors++;
+}
+if(data120.status === undefined){
+const err228 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+if(vErrors === null){
+vErrors = [err228];
+}
+else {
+vErrors.push(err228);
+}
+errors++;
+}
+for(const key23 in data120){
+if(!((((((key23 === "type") || (key23 === "status")) || (key23 === "reason")) || (key23 === "message")) || (key23 === "lastTransitionTime")) || (key23 === "observedGeneration"))){
+const err229 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key23},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+if(vErrors === null){
+vErrors = [err229];
+}
+else {
+vErrors.push(err229);
+}
+errors++;
+}
+}
+if(data120.type !== undefined){
+let data121 = data120.type;
+if(typeof data121 !== "string"){
+const err230 = {instancePath:instancePath+"/status/conditions/" + i21+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data121};
+if(vErrors === null){
+vErrors = [err230];
+}
+else {
+vErrors.push(err230);
+}
+errors++;
+}
+}
+if(data120.status !== undefined){
+let data122 = data120.status;
+if(typeof data122 !== "string"){
+const err231 = {instancePath:instancePath+"/status/conditions/" + i21+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data122};
+if(vErrors === null){
+vErrors = [err231];
+}
+else {
+vErrors.push(err231);
+}
+errors++;
+}
+if(!(((data122 === "True") || (data122 === "False")) || (data122 === "Unknown"))){
+const err232 = {instancePath:instancePath+"/status/conditions/" + i21+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data122};
+if(vErrors === null){
+vErrors = [err232];
+}
+else {
+vErrors.push(err232);
+}
+errors++;
+}
+}
+if(data120.reason !== undefined){
+let data123 = data120.reason;
+if(typeof data123 !== "string"){
+const err233 = {instancePath:instancePath+"/status/conditions/" + i21+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data123};
+if(vErrors === null){
+vErrors = [err233];
+}
+else {
+vErrors.push(err233);
+}
+errors++;
+}
+}
+if(data120.message !== undefined){
+let data124 = data120.message;
+if(typeof data124 !== "string"){
+const err234 = {instancePath:instancePath+"/status/conditions/" + i21+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data124};
+if(vErrors === null){
+vErrors = [err234];
+}
+else {
+vErrors.push(err234);
+}
+errors++;
+}
+}
+if(data120.lastTransitionTime !== undefined){
+let data125 = data120.lastTransitionTime;
+if(typeof data125 === "string"){
+if(!(formats0.test(data125))){
+const err235 = {instancePath:instancePath+"/status/conditions/" + i21+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data125};
+if(vErrors === null){
+vErrors = [err235];
+}
+else {
+vErrors.push(err235);
+}
+errors++;
+}
+}
+else {
+const err236 = {instancePath:instancePath+"/status/conditions/" + i21+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data125};
+if(vErrors === null){
+vErrors = [err236];
+}
+else {
+vErrors.push(err236);
+}
+errors++;
+}
+}
+if(data120.observedGeneration !== undefined){
+let data126 = data120.observedGeneration;
+if(!(((typeof data126 == "number") && (!(data126 % 1) && !isNaN(data126))) && (isFinite(data126)))){
+const err237 = {instancePath:instancePath+"/status/conditions/" + i21+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data126};
+if(vErrors === null){
+vErrors = [err237];
+}
+else {
+vErrors.push(err237);
+}
+errors++;
+}
+}
+}
+else {
+const err238 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+if(vErrors === null){
+vErrors = [err238];
+}
+else {
+vErrors.push(err238);
+}
+errors++;
+}
+}
+}
+else {
+const err239 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data119};
+if(vErrors === null){
+vErrors = [err239];
+}
+else {
+vErrors.push(err239);
+}
+errors++;
+}
+}
+}
+else {
+const err240 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data116};
+if(vErrors === null){
+vErrors = [err240];
+}
+else {
+vErrors.push(err240);
+}
+errors++;
+}
+}
+}
+else {
+const err241 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err241];
+}
+else {
+vErrors.push(err241);
 }
 errors++;
 }
