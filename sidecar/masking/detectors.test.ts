@@ -51,11 +51,14 @@ const CASES: readonly Case[] = [
   { type: 'us-ssn', text: 'two 123-45-6789, 234-56-7890', expect: ['123-45-6789', '234-56-7890'] },
   { type: 'us-ssn', text: '123-45 6789 and 123456789', expect: [] },
   { type: 'us-ssn', text: 'phone 555-123-45-6789', expect: [] },
+  { type: 'us-ssn', text: 'phone 123-45-6789-0000', expect: [] },
+  { type: 'us-ssn', text: 'card 4111 1111 1111 1111 123-45-6789', expect: ['123-45-6789'] },
   // IBAN
   { type: 'iban', text: 'IBAN DE89 3704 0044 0532 0130 00 AND MORE', expect: ['DE89 3704 0044 0532 0130 00'] },
   { type: 'iban', text: 'to GB82WEST12345698765432.', expect: ['GB82WEST12345698765432'] },
   { type: 'iban', text: 'FR1420041010050500013M02606', expect: ['FR1420041010050500013M02606'] },
   { type: 'iban', text: 'DE89 3704 0044 0532 0130 01', expect: [] },
+  { type: 'iban', text: 'DE89 3704 0044 0532 0130 00 GB82 WEST 1234 5698 7654 32', expect: ['DE89 3704 0044 0532 0130 00', 'GB82 WEST 1234 5698 7654 32'] },
   { type: 'iban', text: 'GB82WEST1234569876543', expect: [] },
   { type: 'iban', text: 'ZZ12 3456 7890 1234 5678 90', expect: [] },
   // phone

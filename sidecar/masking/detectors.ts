@@ -186,10 +186,14 @@ export function luhn(digits: string): boolean {
 // 900–999, group 00 or serial 0000.
 
 const SSN: Rule = {
-  re: /(?<![\p{L}\p{N}_]|\d[ .-])(\d{3})([ .-])(\d{2})\2(\d{4})(?![\p{L}\p{N}_]|[ .-]\d)/gu,
+  re: /(?<![\p{L}\p{N}_])(\d{3})([ .-])(\d{2})\2(\d{4})(?![\p{L}\p{N}_])/gu,
   accept: (m) => {
-    const [, area = '', , group = '', serial = ''] = m;
+    const [text, area = '', separator = '', group = '', serial = ''] = m;
     if (area === '000' || area === '666' || area.startsWith('9') || group === '00' || serial === '0000') return null;
+    // Part of a longer run with the same separator (555-123-45-6789): another number.
+    const end = m.index + text.length;
+    if (m.input.charAt(m.index - 1) === separator && /\d/.test(m.input.charAt(m.index - 2))) return null;
+    if (m.input.charAt(end) === separator && /\d/.test(m.input.charAt(end + 1))) return null;
     return whole(m);
   },
 };
@@ -213,7 +217,10 @@ const IBAN_CANDIDATE = /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/gu;
 
 function findIbans(text: string): Span[] {
   const spans: Span[] = [];
-  for (const m of text.matchAll(IBAN_CANDIDATE)) {
+  const re = new RegExp(IBAN_CANDIDATE.source, IBAN_CANDIDATE.flags);
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    // The candidate may run on into the next IBAN: resume right after what is used of it.
+    re.lastIndex = m.index + 1;
     const length = IBAN_LENGTHS[m[0].slice(0, 2)];
     if (length === undefined) continue;
     // Take exactly the country's length of characters: a following word is not part of it.
@@ -227,7 +234,10 @@ function findIbans(text: string): Span[] {
     const after = text.charAt(m.index + end);
     if (/[\p{L}\p{N}_]/u.test(after)) continue;
     const iban = m[0].slice(0, end).replace(/ /g, '');
-    if (ibanChecksum(iban)) spans.push({ start: m.index, end: m.index + end });
+    if (ibanChecksum(iban)) {
+      spans.push({ start: m.index, end: m.index + end });
+      re.lastIndex = m.index + end;
+    }
   }
   return spans;
 }
