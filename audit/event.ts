@@ -96,6 +96,11 @@ export interface AuditEventDraft {
   readonly reason?: string;
   /** Links an attempt to its result. */
   readonly attempt_id?: string;
+  /**
+   * Masking applied to the results: values masked per `column:<output name>` and
+   * `detector:<name>` (counts only, never values), or that the caller is exempt (sees clear values).
+   */
+  readonly masking?: { readonly exempt?: boolean; readonly masked?: Readonly<Record<string, number>> };
   readonly message?: string;
 }
 

@@ -20,5 +20,20 @@ export function genesisHash(sessionId: string): string {
 /** hex SHA-256(prevHash ‖ JCS(event without `hash`)); a `hash` member in the input is ignored. */
 export function chainHash(prevHash: string, eventWithoutHash: object): string {
   const { hash: _ignored, ...rest } = eventWithoutHash as { hash?: unknown };
-  return createHash('sha256').update(prevHash, 'utf8').update(canonicalize(rest), 'utf8').digest('hex');
+  return sealCanonical(prevHash, canonicalize(rest)).hash;
+}
+
+/**
+ * Seals an event (given without `hash`) into the chain, and returns its JSON text with the hash:
+ * the canonical form is computed once and reused for the record (the hot path of every statement).
+ */
+export function sealEvent(prevHash: string, eventWithoutHash: object): { hash: string; json: string } {
+  return sealCanonical(prevHash, canonicalize(eventWithoutHash));
+}
+
+function sealCanonical(prevHash: string, canonical: string): { hash: string; json: string } {
+  const hash = createHash('sha256').update(prevHash, 'utf8').update(canonical, 'utf8').digest('hex');
+  // JCS of a non-empty object ends with '}'; the sealed record carries `hash` as its last member.
+  const json = canonical === '{}' ? `{"hash":"${hash}"}` : `${canonical.slice(0, -1)},"hash":"${hash}"}`;
+  return { hash, json };
 }

@@ -16,7 +16,12 @@ export const RECORD_HEADER_BYTES = 8;
 export const MAX_RECORD_PAYLOAD = 1024 * 1024;
 
 export function encodeRecord(event: object): Buffer {
-  const payload = Buffer.from(canonicalize(event), 'utf8');
+  return encodeRecordJson(canonicalize(event));
+}
+
+/** A record from JSON text already serialised (the sealed event of the spool writer). */
+export function encodeRecordJson(json: string): Buffer {
+  const payload = Buffer.from(json, 'utf8');
   if (payload.length > MAX_RECORD_PAYLOAD) throw new RangeError(`audit record of ${payload.length} bytes exceeds ${MAX_RECORD_PAYLOAD}`);
   const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
   record.writeUInt32BE(payload.length, 0);

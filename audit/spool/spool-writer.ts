@@ -18,12 +18,12 @@
 import { mkdir, open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CustosError, isCustosError } from '../../lib/errors.ts';
-import { chainHash, genesisHash } from '../chain/hash-chain.ts';
+import { genesisHash, sealEvent } from '../chain/hash-chain.ts';
 import { AUDIT_SCHEMA_VERSION, type AuditEvent, type AuditEventDraft, type AuditLog } from '../event.ts';
 import { silentLogger, type AuditLogger } from '../logger.ts';
 import { createUuidV7Generator, uuidV7Timestamp, type UuidV7Generator } from '../uuid-v7.ts';
 import { listBoots, listSegments, segmentPath, segmentSize, syncDir } from './layout.ts';
-import { decodeRecords, encodeRecord, resyncRecords } from './record-format.ts';
+import { decodeRecords, encodeRecordJson, resyncRecords } from './record-format.ts';
 
 export const ERR_AUDIT_SPOOL_FULL = 'ERR_AUDIT_SPOOL_FULL';
 export const ERR_AUDIT_SPOOL_FAILED = 'ERR_AUDIT_SPOOL_FAILED';
@@ -259,8 +259,9 @@ export class SpoolWriter implements AuditLog {
     let event: AuditEvent;
     let record: Buffer;
     try {
-      event = { ...unsealed, hash: chainHash(prevHash, unsealed) };
-      record = encodeRecord(event);
+      const sealed = sealEvent(prevHash, unsealed);
+      event = { ...unsealed, hash: sealed.hash };
+      record = encodeRecordJson(sealed.json);
     } catch (e: unknown) {
       return Promise.reject(new CustosError(ERR_AUDIT_INVALID_EVENT, 'audit event cannot be serialised', { cause: e }));
     }
