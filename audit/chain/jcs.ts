@@ -15,6 +15,8 @@ export function canonicalize(value: unknown): string {
   return out.join('');
 }
 
+// `path` names the member being written, for error messages only: it is the parent's member name,
+// not a full path, so that no string is built per member on the hot path (every audit event).
 function write(value: unknown, out: string[], path: string): void {
   switch (typeof value) {
     case 'string':
@@ -41,7 +43,7 @@ function write(value: unknown, out: string[], path: string): void {
           const item: unknown = value[i];
           // JSON.stringify writes holes and undefined array items as null.
           if (item === undefined) out.push('null');
-          else write(item, out, `${path}[${i}]`);
+          else write(item, out, path);
         }
         out.push(']');
         return;
@@ -62,7 +64,7 @@ function write(value: unknown, out: string[], path: string): void {
         if (!first) out.push(',');
         first = false;
         out.push(JSON.stringify(key), ':');
-        write(member, out, `${path}.${key}`);
+        write(member, out, key);
       }
       out.push('}');
       return;
