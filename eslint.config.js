@@ -27,8 +27,7 @@ export default tseslint.config(
   {
     // Pure core: policy language and codecs never touch sockets, files, Redis or clocks directly.
     files: ['policy/**/*.ts', 'sidecar/protocols/postgres/codec/**/*.ts', 'audit/chain/**/*.ts', 'sidecar/masking/**/*.ts'],
-    // masking-service.ts and catalog-reader.ts are the masking adapters (key file, catalog reads).
-    ignores: ['**/*.test.ts', 'sidecar/masking/masking-service.ts', 'sidecar/masking/catalog-reader.ts'],
+    ignores: ['**/*.test.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: IO_MODULES.map((name) => ({ name, message: 'pure module: inject I/O instead (DESIGN §1)' })) }],
     },
