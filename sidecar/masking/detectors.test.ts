@@ -165,6 +165,15 @@ describe('detectors', () => {
     });
   });
 
+  it('scans a long word in linear time when no candidate is in it (regression: quadratic URI rule)', () => {
+    const word = 'x'.repeat(20_000);
+    for (const type of ['email', 'payment-card', 'us-ssn', 'iban', 'phone', 'jwt', 'cloud-access-key', 'generic-secret', 'ipv4', 'ipv6'] as const) {
+      const started = performance.now();
+      createDetector(type).find(word);
+      assert.ok(performance.now() - started < 50, `${type} took ${(performance.now() - started).toFixed(0)} ms`);
+    }
+  });
+
   describe('properties', () => {
     const types: readonly BuiltinDetectorType[] = ['email', 'payment-card', 'us-ssn', 'iban', 'phone', 'jwt', 'cloud-access-key', 'generic-secret', 'ipv4', 'ipv6'];
     const alphabet = fc.constantFrom(...'0123456789 -.:@+()=_"\'/aAzZeyJ\n€😀'.split(''));

@@ -323,7 +323,7 @@ const GENERIC_SECRETS: readonly Rule[] = [
   },
   { re: /\bbearer[ \t]+([A-Za-z0-9._~+/-]{8,}=*)/dgiu, accept: firstGroup },
   // scheme://user:password@host
-  { re: /[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:/@]+:([^\s@/]+)@/dgu, accept: firstGroup },
+  { re: /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}:\/\/[^\s:/@]{1,256}:([^\s@/]{1,256})@/dgu, accept: firstGroup },
   { re: /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[\s\S]{0,65536}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|[A-Za-z0-9+/=\s]*)/gu },
   { re: /(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}(?![A-Za-z0-9_])/gu },
   { re: /(?<![A-Za-z0-9_])github_pat_[A-Za-z0-9_]{22,255}(?![A-Za-z0-9_])/gu },
