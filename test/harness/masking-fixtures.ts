@@ -211,7 +211,10 @@ export async function directClient(stack: CustosStack): Promise<pg.Client> {
 }
 
 /** psql through `port` (the sidecar or a tap in front of it) with the token as the password. */
-export async function psqlVia(port: number, stack: CustosStack, token: string, args: readonly string[], applicationName = 'custos-psql-masking'): Promise<CommandResult> {
-  const conninfo = `host=127.0.0.1 port=${port} dbname=${stack.postgres.database} user=x sslmode=disable application_name=${applicationName}`;
-  return runCommand('psql', ['-X', '-w', '-v', 'ON_ERROR_STOP=1', conninfo, ...args], { env: { PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' } });
+export async function psqlVia(port: number, stack: CustosStack, token: string, args: readonly string[], options: { applicationName?: string; input?: string } = {}): Promise<CommandResult> {
+  const conninfo = `host=127.0.0.1 port=${port} dbname=${stack.postgres.database} user=x sslmode=disable application_name=${options.applicationName ?? 'custos-psql-masking'}`;
+  return runCommand('psql', ['-X', '-w', '-v', 'ON_ERROR_STOP=1', conninfo, ...args], {
+    env: { PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
+    ...(options.input !== undefined ? { input: options.input } : {}),
+  });
 }
