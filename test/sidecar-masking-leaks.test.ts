@@ -14,7 +14,7 @@ import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
 import { startCustosStack, type CustosStack } from './harness/custos-stack.ts';
 import {
   AGGREGATES_AND_CONSTRUCTORS, type Attack, C1, CURSORS, ERRORS_FROM_DATA, EXPRESSIONS, FAKE_CARD, FAKE_EMAIL, FAKE_SSN, type Kind, LAUNDERING,
-  type Mode, ORACLES, PARAMETER_STATUS, PLAIN_READS, PREDICATES, SUBQUERIES_AND_SETS, VIEWS_AND_WRITES,
+  type Mode, MULTI_STATEMENT, ORACLES, PARAMETER_STATUS, PLAIN_READS, PREDICATES, SUBQUERIES_AND_SETS, USER_OBJECTS, VIEWS_AND_WRITES,
 } from './harness/masking-attacks.ts';
 import {
   createMaskingSchema, CUSTOMERS, directClient, expectedPartialEmail, isHmacToken, leaksIn, maskingPolicy, protectedForms, psqlVia, REDACTED,
@@ -81,8 +81,7 @@ async function attackThroughSidecar(a: Attack, mode: Mode): Promise<Outcome> {
   let error: (Error & { code?: string }) | undefined;
   try {
     for (const step of a.steps ?? []) await client.query(step).catch(() => undefined);
-    const result = await client.query(queryConfig(a.sql, a.values, mode));
-    rows = result.rows;
+    rows = lastRows(await client.query(queryConfig(a.sql, a.values, mode)));
   } catch (e: unknown) {
     error = e as Error & { code?: string };
   } finally {
@@ -91,12 +90,18 @@ async function attackThroughSidecar(a: Attack, mode: Mode): Promise<Outcome> {
   return { ...(rows !== undefined ? { rows } : {}), ...(error !== undefined ? { error } : {}), wire: tap.toClient().subarray(start), notices, notifications };
 }
 
+/** The rows of the (last) result: a simple Query with several statements gives one result each. */
+function lastRows(result: pg.QueryArrayResult | pg.QueryArrayResult[]): unknown[][] {
+  const last: pg.QueryArrayResult | undefined = Array.isArray(result) ? result.at(-1) : result;
+  return last?.rows ?? [];
+}
+
 /** The same statements straight to PostgreSQL: what an unmasked client would see. */
 async function clearAnswer(a: Attack, mode: Mode): Promise<unknown[][]> {
   await direct.query('BEGIN');
   try {
     for (const step of a.steps ?? []) if (!/^\s*(BEGIN|COMMIT)\b/i.test(step)) await direct.query(step);
-    return (await direct.query(queryConfig(a.sql, a.values, mode))).rows;
+    return lastRows(await direct.query(queryConfig(a.sql, a.values, mode)));
   } finally {
     await direct.query('ROLLBACK');
     await direct.query('CLOSE ALL').catch(() => undefined);
@@ -197,6 +202,8 @@ describe('sidecar masking: nothing protected reaches the client', () => {
   describe('aggregates and constructors', () => { describeAttacks(AGGREGATES_AND_CONSTRUCTORS); });
   describe('sub-selects, CTEs, set operations, windows', () => { describeAttacks(SUBQUERIES_AND_SETS); });
   describe('views and RETURNING', () => { describeAttacks(VIEWS_AND_WRITES); });
+  describe('functions and materialized views that read masked columns', () => { describeAttacks(USER_OBJECTS); });
+  describe('several statements in one Query', () => { describeAttacks(MULTI_STATEMENT); });
   describe('cursors', () => { describeAttacks(CURSORS); });
   describe('errors and notices raised from the data', () => { describeAttacks(ERRORS_FROM_DATA); });
   describe('reported parameters', () => { describeAttacks(PARAMETER_STATUS); });

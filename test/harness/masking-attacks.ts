@@ -235,6 +235,22 @@ export const PREDICATES: readonly Attack[] = [
 ];
 
 
+/** Objects that already exist in the database and read the protected columns for the caller. */
+export const USER_OBJECTS: readonly Attack[] = [
+  { name: 'a materialized view of masked columns', sql: 'SELECT * FROM customer_mv ORDER BY id', expect: 'mask', cols: ['clean', 'masked', 'masked'] },
+  { name: 'a user function reading a masked column, called per row', sql: 'SELECT id, customer_tax_id(id) FROM customers ORDER BY id', expect: 'mask', cols: ['clean', 'masked'] },
+  { name: 'a user function reading a masked column, called alone', sql: 'SELECT customer_tax_id(1)', expect: 'mask', cols: ['masked'] },
+  { name: 'a set-returning user function over the masked table', sql: 'SELECT * FROM active_customers() ORDER BY id', expect: 'mask', cols: ['any', 'any', 'masked', 'masked', 'masked'] },
+  { name: 'a user function raising a NOTICE with a masked value', sql: 'SELECT check_customer(1)', expect: 'any' },
+];
+
+/** Several statements in one simple Query (text only: the extended protocol takes one). */
+export const MULTI_STATEMENT: readonly Attack[] = [
+  { name: 'a clean statement then an expression over masked columns', sql: 'SELECT 1; SELECT upper(email) FROM customers ORDER BY id', expect: 'mask', cols: ['masked'], modes: ['text'] },
+  { name: 'a clean table then digits of the SSN', sql: "SELECT email FROM newsletter LIMIT 1; SELECT translate(ssn, '-', '') FROM customers ORDER BY id", expect: 'mask', cols: ['masked'], modes: ['text'] },
+  { name: 'BEGIN; DECLARE; FETCH in one Query', sql: 'BEGIN; DECLARE c CURSOR FOR SELECT reverse(email) FROM customers ORDER BY id; FETCH ALL FROM c', expect: 'mask', cols: ['masked'], modes: ['text'] },
+];
+
 export const FAKE_EMAIL = 'nobody.there@example.com';
 export const FAKE_SSN = '321-54-9876';
 export const FAKE_CARD = luhnComplete('450875768300170');

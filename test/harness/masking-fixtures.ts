@@ -75,6 +75,8 @@ export const HMAC_KEY = 'custos-masking-test-key-0123456789abcdef';
 export const REDACTED = '[REDACTED]';
 
 export const MASKED_TABLE_SQL = [
+  'DROP FUNCTION IF EXISTS customer_tax_id(int), active_customers(), check_customer(int)',
+  'DROP MATERIALIZED VIEW IF EXISTS customer_mv',
   'DROP VIEW IF EXISTS customer_contacts, customer_upper',
   'DROP TABLE IF EXISTS customers, newsletter',
   'DROP SEQUENCE IF EXISTS ticket_seq',
@@ -95,7 +97,17 @@ export async function createMaskingSchema(stack: CustosStack): Promise<void> {
     `INSERT INTO newsletter VALUES ${NEWSLETTER.map((e) => `(${quote(e)})`).join(', ')}`,
     'CREATE VIEW customer_contacts AS SELECT id, name, email FROM customers',
     'CREATE VIEW customer_upper AS SELECT id, upper(email) AS e FROM customers',
+    'CREATE MATERIALIZED VIEW customer_mv AS SELECT id, email, ssn FROM customers',
+    // Application helpers that read the protected columns inside their bodies (the statement
+    // calling them names no masked table).
+    "CREATE FUNCTION customer_tax_id(int) RETURNS text LANGUAGE sql STABLE AS $$ SELECT translate(ssn, '-', '') FROM customers WHERE id = $1 $$",
+    'CREATE FUNCTION active_customers() RETURNS SETOF customers LANGUAGE sql STABLE AS $$ SELECT * FROM customers $$',
+    "CREATE FUNCTION check_customer(int) RETURNS void LANGUAGE plpgsql AS $$ DECLARE s text; BEGIN SELECT ssn INTO s FROM customers WHERE id = $1; RAISE NOTICE 'checked customer %: tax id %', $1, translate(s, '-', ''); END $$",
     `ALTER TABLE customers OWNER TO ${owner}`,
+    `ALTER MATERIALIZED VIEW customer_mv OWNER TO ${owner}`,
+    `ALTER FUNCTION customer_tax_id(int) OWNER TO ${owner}`,
+    `ALTER FUNCTION active_customers() OWNER TO ${owner}`,
+    `ALTER FUNCTION check_customer(int) OWNER TO ${owner}`,
     `ALTER TABLE newsletter OWNER TO ${owner}`,
     `ALTER VIEW customer_contacts OWNER TO ${owner}`,
     `ALTER VIEW customer_upper OWNER TO ${owner}`,
