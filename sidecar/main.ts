@@ -18,6 +18,7 @@ import { createTokenVerifier } from './identity/token-verifier.ts';
 import { WorkloadIdentity } from './identity/workload-identity.ts';
 import { createMetrics, type SidecarMetrics } from './metrics.ts';
 import { PolicyStore } from './policy-store.ts';
+import { MaskingService } from './masking-service.ts';
 import { CancelRegistry } from './protocols/postgres/cancel-registry.ts';
 import { startPostgresListener, type PostgresListener } from './protocols/postgres/listener.ts';
 import type { ResolvedTarget, SessionEnvironment, SessionPolicy } from './protocols/postgres/session.ts';
@@ -111,12 +112,25 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
   };
 
   const listeners = new Map<string, PostgresListener>();
+  const maskingServices = new Map<string, MaskingService>();
   for (const [index, target] of policy.current.spec.targets.entries()) {
     const port = config.listen.ports[target.name] ?? target.listenPort;
     if (port === undefined) {
       throw new CustosError('ERR_CONFIG_INVALID', `spec.targets[${index}].listenPort: Required value (explicit mode needs a local port for target "${target.name}", or listen.ports.${target.name} in the sidecar config)`);
     }
+    const masking = new MaskingService({
+      policy: () => policy.current,
+      connect: () => {
+        const resolved = resolveTarget(policy.current, target.name, config);
+        return resolved.connect({ database: resolved.database ?? 'postgres', applicationName: 'custos-masking-catalog', parameters: {} });
+      },
+      logger: logger.child({ target: target.name, component: 'masking' }),
+    });
+    await masking.start();
+    policy.onChange(() => { void masking.refresh(); });
+    maskingServices.set(target.name, masking);
     const environment: SessionEnvironment = {
+      masking,
       target: () => resolveTarget(policy.current, target.name, config),
       policy: sessionPolicy,
       verifyCallerToken: (token) => callers.verify(token),
@@ -139,6 +153,13 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
     { name: 'audit-spool', check: () => (spool.failed ? 'the audit spool failed' : spool.full ? 'the audit spool is full' : null) },
     { name: 'caller-issuers', check: () => { const n = callers.notReady(); return n.length > 0 ? `no keys yet for ${n.join(', ')}` : null; } },
     { name: 'workload-identity', check: () => (workload !== undefined && !workload.ready ? 'the workload token is not verifiable' : null) },
+    {
+      name: 'masking',
+      check: () => {
+        const pending = [...maskingServices.entries()].filter(([, m]) => !m.ready).map(([name, m]) => `${name}${m.lastError !== undefined ? ` (${m.lastError})` : ''}`);
+        return pending.length > 0 ? `masking metadata not loaded for ${pending.join(', ')}` : null;
+      },
+    },
   ];
   const ops = await startOpsServer({ host: config.http.host, port: config.http.port, registry: metrics.registry, checks });
   metrics.spoolFull.set(0);
@@ -167,6 +188,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       if (shipper) await shipper.stop();
       policy.close();
       callers.close();
+      for (const m of maskingServices.values()) m.close();
       workloadKeys?.stop();
       await ops.close();
       logger.info('drained');

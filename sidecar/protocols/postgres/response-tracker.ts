@@ -26,6 +26,8 @@ export interface PendingResponse {
   /** Replaces the server's ErrorResponse for a blocked statement (the proxy's own denial). */
   readonly denial?: Buffer;
   readonly execution?: TrackedExecution;
+  /** What the session needs to interpret this entry's results (e.g. its masking analysis). */
+  readonly context?: unknown;
 }
 
 interface Batch {
@@ -66,6 +68,11 @@ export class ResponseTracker {
   /** Batches sent whose ReadyForQuery has not arrived yet. */
   get outstanding(): number {
     return this.#batches.length;
+  }
+
+  /** The entry the next response belongs to (ignoring asynchronous messages). */
+  head(): PendingResponse | undefined {
+    return this.#batches[0]?.entries[0];
   }
 
   /** Batches ended by a Sync or a Query whose ReadyForQuery has not arrived: the server will answer them. */

@@ -17,6 +17,13 @@ import type { AuditEvent, AuditEventDraft, AuditLog, AuditTarget } from '../../.
 import { CustosError, isCustosError } from '../../../lib/errors.ts';
 import type { Decision, Principal, RequestIdentity, SqlAnalysis, StatementFacts } from '../../../policy/types.ts';
 import { auditActor } from '../../audit-actor.ts';
+import { analyseMasking, type MaskingAnalysis } from '../../../policy/masking/derivation.ts';
+import { subjectMatchesIdentity } from '../../../policy/subjects.ts';
+import type { ActiveMasking } from '../../masking-service.ts';
+import { maskDataRow, planResult, type ResultPlan } from '../../masking/result-masker.ts';
+import { scrubText } from '../../masking/strategies.ts';
+import { decodeBackendMessage } from './codec/backend-messages.ts';
+import { BufferWriter } from './codec/buffer-writer.ts';
 import type { SidecarMetrics } from '../../metrics.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import * as be from './codec/backend-serializer.ts';
@@ -62,7 +69,34 @@ export interface SessionEnvironment {
   readonly now: () => number;
   /** True while the sidecar drains: new statements still run, new sessions are refused. */
   readonly draining: () => boolean;
+  /** Result masking for this target (absent: no masking configured). */
+  readonly masking?: SessionMasking;
 }
+
+/** What the session needs from the masking service. */
+export interface SessionMasking {
+  readonly configured: boolean;
+  readonly ready: boolean;
+  current(): ActiveMasking | undefined;
+  refreshSoon(): void;
+}
+
+/** Masking facts of one execution: how to mask its results, and what was masked (audited). */
+interface MaskingExecution {
+  readonly active: ActiveMasking;
+  readonly derivation: MaskingAnalysis | undefined;
+  /** The statement touches a relation with masked columns: its errors may quote masked values. */
+  readonly touches: boolean;
+  readonly counts: Map<string, number>;
+}
+
+type MaskingCheck =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'exempt' }
+  | { readonly kind: 'mask'; readonly execution: MaskingExecution }
+  | { readonly kind: 'refuse'; readonly refusal: Refusal };
+
+const DDL_KINDS = new Set(['create', 'alter', 'drop', 'truncate', 'create-function']);
 
 type Step = 'startup' | 'password' | 'connecting' | 'proxying' | 'closed';
 
@@ -78,6 +112,8 @@ interface PreparedStatement {
 
 interface Execution extends TrackedExecution {
   readonly protocol: 'simple' | 'extended';
+  readonly ddl: boolean;
+  readonly masking?: MaskingExecution;
 }
 
 let sessionCounter = 0;
@@ -112,6 +148,10 @@ export class PostgresSession {
   #terminating = false;
   #endedAt: number | undefined;
   #statementsRun = 0;
+  /** The result set being streamed and its masking plan (RowDescription → CommandComplete). */
+  #activePlan: { plan: ResultPlan; masking: MaskingExecution } | undefined;
+  /** The last statement's masking applies to asynchronous messages (notices, notifications). */
+  #scrubAsync: ActiveMasking | undefined;
   #sessionStarted = false;
   readonly #startedAt: number;
 
@@ -501,7 +541,8 @@ export class PostgresSession {
     const analysis = policy.analyse(message.sql);
     const decision = this.#decide(policy, analysis);
     if (decision === undefined) return;
-    const attempt = await this.#auditAttempt(policy, analysis, decision, message.sql, 'simple', undefined);
+    const masking = decision.action === 'allow' ? this.#maskingCheck(message.sql, analysis) : NO_MASKING;
+    const attempt = await this.#auditAttempt(policy, analysis, decision, message.sql, 'simple', undefined, masking);
     if (attempt === undefined) {
       this.#sendRefusal(spoolFullRefusal());
       return;
@@ -510,9 +551,61 @@ export class PostgresSession {
       this.#sendRefusal(refusalFor(decision, policy.name));
       return;
     }
-    this.#tracker.expect({ expect: 'query', injected: false, execution: this.#execution(attempt, 'simple') });
+    if (masking.kind === 'refuse') {
+      this.#sendRefusal(masking.refusal);
+      return;
+    }
+    const execution = this.#execution(attempt, 'simple', analysis, masking);
+    this.#tracker.expect({ expect: 'query', injected: false, execution, ...(execution.masking ? { context: execution.masking } : {}) });
     this.#forward(frame.raw);
     this.#followSettings(analysis);
+  }
+
+  /**
+   * Masking of an allowed statement: exempt callers see clear values (audited); a statement that
+   * would launder masked data, infer it through a predicate, or whose outputs cannot be resolved
+   * (when the policy says deny) is refused; otherwise its results are masked.
+   */
+  #maskingCheck(sql: string, analysis: SqlAnalysis): MaskingCheck {
+    const service = this.#env.masking;
+    if (service === undefined || !service.configured) {
+      this.#scrubAsync = undefined;
+      return NO_MASKING;
+    }
+    const active = service.current();
+    if (!service.ready || active === undefined) {
+      return { kind: 'refuse', refusal: { sqlstate: '55000', message: 'Custos has not loaded the masking metadata for this target yet: statement refused', hint: 'retry in a moment' } };
+    }
+    const rules = active.rules;
+    if (rules.exemptSubjects.some((subject) => subjectMatchesIdentity(subject, this.#identity))) {
+      this.#scrubAsync = undefined;
+      return { kind: 'exempt' };
+    }
+    this.#scrubAsync = active;
+    const provenance = active.context.provenance;
+    const facts = analysis.ok ? analysis.statements : [];
+    const touches = facts.some((f) => f.relations.some((r) => provenance.maskedColumns(r.schema, r.name).size > 0));
+    let derivation: MaskingAnalysis | undefined;
+    if (touches) {
+      try {
+        derivation = analyseMasking(sql, provenance);
+        if (facts.length > 1) derivation = { ...derivation, outputs: null };
+      } catch {
+        derivation = { outputs: null, derivesMasked: true, predicateUse: false, launders: false, wholeRow: false };
+      }
+      const refuse = (sqlstate: string, message: string): MaskingCheck => ({ kind: 'refuse', refusal: { sqlstate, message, detail: 'masking policy' } });
+      if (derivation.launders) return refuse('42501', 'permission denied by masking policy: the statement would copy masked data where masking cannot follow it');
+      if (derivation.predicateUse && rules.predicates !== 'allow') {
+        return rules.predicates === 'deny'
+          ? refuse('42501', 'permission denied by masking policy: a masked column is used in a condition, which would reveal its values')
+          : refuse('57014', 'approval required by masking policy for a condition on a masked column: just-in-time approvals are not available in this version');
+      }
+      const unresolved = derivation.outputs === null ? derivation.derivesMasked : derivation.outputs.includes('unknown');
+      if (rules.onUnresolvable === 'deny' && unresolved) {
+        return refuse('42501', 'permission denied by masking policy: Custos cannot tell which outputs derive from masked columns');
+      }
+    }
+    return { kind: 'mask', execution: { active, derivation, touches, counts: new Map() } };
   }
 
   /**
@@ -609,7 +702,8 @@ export class PostgresSession {
     const policy = this.#env.policy();
     const decision = this.#decide(policy, prepared.analysis);
     if (decision === undefined) return;
-    const attempt = await this.#auditAttempt(policy, prepared.analysis, decision, prepared.sql, 'extended', prepared.upstreamName);
+    const masking = decision.action === 'allow' ? this.#maskingCheck(prepared.sql, prepared.analysis) : NO_MASKING;
+    const attempt = await this.#auditAttempt(policy, prepared.analysis, decision, prepared.sql, 'extended', prepared.upstreamName, masking);
     if (attempt === undefined) {
       this.#substituteExecute(spoolFullRefusal());
       return;
@@ -618,7 +712,18 @@ export class PostgresSession {
       this.#substituteExecute(refusalFor(decision, policy.name));
       return;
     }
-    this.#tracker.expect({ expect: 'execute', injected: false, execution: this.#execution(attempt, 'extended') });
+    if (masking.kind === 'refuse') {
+      this.#substituteExecute(masking.refusal);
+      return;
+    }
+    const execution = this.#execution(attempt, 'extended', prepared.analysis, masking);
+    if (execution.masking !== undefined) {
+      // Drivers may skip Describe (pgbench -M prepared): describe the portal ourselves so the
+      // masking plan has the columns' origins and formats; the client never sees the answer.
+      this.#tracker.expect({ expect: 'describe-portal', injected: true, context: execution.masking });
+      this.#forward(fe.describe('P', message.portal));
+    }
+    this.#tracker.expect({ expect: 'execute', injected: false, execution, ...(execution.masking ? { context: execution.masking } : {}) });
     this.#forward(frame.raw);
     this.#followSettings(prepared.analysis);
   }
@@ -643,6 +748,7 @@ export class PostgresSession {
     sql: string,
     protocol: 'simple' | 'extended',
     statementName: string | undefined,
+    masking: MaskingCheck,
   ): Promise<AuditEvent | undefined> {
     const facts = analysis.ok ? analysis.statements : [];
     const draft = this.#draft({
@@ -664,8 +770,13 @@ export class PostgresSession {
         decision: decision.action === 'require-approval' ? 'require_approval' : decision.action,
         reason: decision.reason,
       },
-      outcome: decision.action === 'allow' ? 'unknown' : 'failure',
-      ...(decision.action === 'allow' ? {} : { result: { sqlstate: refusalFor(decision, policy.name).sqlstate } }),
+      outcome: decision.action === 'allow' && masking.kind !== 'refuse' ? 'unknown' : 'failure',
+      ...(decision.action !== 'allow'
+        ? { result: { sqlstate: refusalFor(decision, policy.name).sqlstate } }
+        : masking.kind === 'refuse'
+          ? { result: { sqlstate: masking.refusal.sqlstate }, message: masking.refusal.message }
+          : {}),
+      ...(masking.kind === 'exempt' ? { masking: { exempt: true } } : {}),
     });
     try {
       const event = await this.#env.audit.append(draft);
@@ -677,9 +788,13 @@ export class PostgresSession {
     }
   }
 
-  #execution(attempt: AuditEvent, protocol: 'simple' | 'extended'): Execution {
+  #execution(attempt: AuditEvent, protocol: 'simple' | 'extended', analysis: SqlAnalysis, masking: MaskingCheck): Execution {
     this.#statementsRun++;
-    return { id: attempt.event_id, startedAt: this.#env.now(), rows: 0, commandTags: [], protocol };
+    const ddl = analysis.ok && analysis.statements.some((f) => f.kinds.some((k) => DDL_KINDS.has(k)));
+    return {
+      id: attempt.event_id, startedAt: this.#env.now(), rows: 0, commandTags: [], protocol, ddl,
+      ...(masking.kind === 'mask' ? { masking: masking.execution } : {}),
+    };
   }
 
   /** Blocks a simple Query: the server runs the failing substitute instead. */
@@ -749,19 +864,48 @@ export class PostgresSession {
   #onBackendFrame(frame: Frame): 'forward' | 'swallow' | Buffer {
     switch (frame.type) {
       case BACKEND.ReadyForQuery: {
+        this.#endResultSet();
         const status = String.fromCharCode(frame.payload[0] ?? 0x49);
         this.#tracker.onReadyForQuery(status === 'T' || status === 'E' ? status : 'I');
         return 'forward';
       }
       case BACKEND.ErrorResponse: {
         const sqlstate = readErrorCode(frame.payload);
+        const masking = this.#tracker.head()?.context as MaskingExecution | undefined;
+        this.#endResultSet();
         const verdict = this.#tracker.onBackendMessage(frame.type, sqlstate !== undefined ? { sqlstate } : {});
-        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+        if (verdict.kind !== 'forward') return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+        // Errors echo values (a failed cast, a duplicate key): on masked data, keep only the SQLSTATE.
+        if (masking?.touches === true) {
+          return be.errorResponse({ severity: 'ERROR', code: sqlstate ?? 'XX000', message: 'the statement failed on masked data (details withheld by Custos)' });
+        }
+        return this.#scrubFields(frame);
       }
       case BACKEND.CommandComplete: {
+        this.#endResultSet();
         const verdict = this.#tracker.onBackendMessage(frame.type, { commandTag: readCString(frame.payload) });
         return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
       }
+      case BACKEND.RowDescription: {
+        const masking = this.#tracker.head()?.context as MaskingExecution | undefined;
+        if (masking !== undefined) this.#startResultSet(frame, masking);
+        const verdict = this.#tracker.onBackendMessage(frame.type);
+        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+      }
+      case BACKEND.DataRow: {
+        this.#tracker.onBackendMessage(frame.type);
+        const active = this.#activePlan;
+        if (active === undefined) return 'forward';
+        return maskDataRow(frame.payload, active.plan, active.masking.active.context) ?? 'forward';
+      }
+      case BACKEND.EmptyQueryResponse:
+      case BACKEND.PortalSuspended: {
+        this.#endResultSet();
+        const verdict = this.#tracker.onBackendMessage(frame.type);
+        return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
+      }
+      case BACKEND.NoticeResponse:
+        return this.#scrubFields(frame);
       case BACKEND.NotificationResponse:
         return this.#translateNotification(frame);
       case BACKEND.ParameterStatus:
@@ -781,13 +925,50 @@ export class PostgresSession {
   }
 
   /** A session whose client encoding leaves UTF-8 (SET client_encoding) could make the server read other statements than the policy did. */
-  #onParameterStatus(frame: Frame): 'forward' {
+  #onParameterStatus(frame: Frame): 'forward' | Buffer {
     const name = readCString(frame.payload);
-    if (name === 'client_encoding') {
-      const value = readCString(frame.payload.subarray(Buffer.byteLength(name) + 1));
-      if (!isUtf8Encoding(value)) this.#fatal('0A000', `client_encoding "${printable(value)}" is not supported through Custos: use UTF8`);
+    const value = readCString(frame.payload.subarray(Buffer.byteLength(name) + 1));
+    if (name === 'client_encoding' && !isUtf8Encoding(value)) {
+      this.#fatal('0A000', `client_encoding "${printable(value)}" is not supported through Custos: use UTF8`);
     }
-    return 'forward';
+    const active = this.#scrubAsync;
+    if (active === undefined) return 'forward';
+    // A reported parameter set from data (SET application_name = ...) would push the value back.
+    const scrubbed = scrubText(value, active.context.detectors, active.context.hmacKey);
+    return scrubbed.findings.length === 0 ? 'forward' : be.parameterStatus(name, scrubbed.text);
+  }
+
+  #startResultSet(frame: Frame, masking: MaskingExecution): void {
+    const message = decodeBackendMessage(frame);
+    if (message.type !== 'RowDescription') return;
+    const plan = planResult(message.fields, masking.active.context, masking.derivation, masking.counts);
+    this.#activePlan = plan === null ? undefined : { plan, masking };
+  }
+
+  #endResultSet(): void {
+    this.#activePlan = undefined;
+  }
+
+  /** Runs the detectors over the text fields of a NoticeResponse/ErrorResponse (the backstop). */
+  #scrubFields(frame: Frame): 'forward' | Buffer {
+    const active = this.#scrubAsync;
+    if (active === undefined || active.context.detectors.length === 0) return 'forward';
+    const message = decodeBackendMessage(frame);
+    if (message.type !== 'NoticeResponse' && message.type !== 'ErrorResponse') return 'forward';
+    let changed = false;
+    const w = new BufferWriter(frame.type);
+    for (const [code, value] of message.fields) {
+      let text = value;
+      if ('MDHWq'.includes(code)) {
+        const scrubbed = scrubText(value, active.context.detectors, active.context.hmacKey);
+        if (scrubbed.findings.length > 0) {
+          changed = true;
+          text = scrubbed.text;
+        }
+      }
+      w.byte(code.charCodeAt(0)).cstring(text);
+    }
+    return changed ? w.byte(0).finish() : 'forward';
   }
 
   /** Clients spot self-notifications by comparing the pid with their BackendKeyData: translate it. */
@@ -795,10 +976,13 @@ export class PostgresSession {
     const upstreamPid = this.#upstream?.backendKey.pid;
     const clientPid = this.#clientKey?.pid;
     if (upstreamPid === undefined || clientPid === undefined || frame.payload.length < 4) return 'forward';
-    if (frame.payload.readInt32BE(0) !== upstreamPid) return 'forward';
-    const copy = Buffer.from(frame.raw);
-    copy.writeInt32BE(clientPid, 5);
-    return copy;
+    const message = decodeBackendMessage(frame);
+    if (message.type !== 'NotificationResponse') return 'forward';
+    const active = this.#scrubAsync;
+    const payload = active === undefined ? message.payload : scrubText(message.payload, active.context.detectors, active.context.hmacKey).text;
+    const ownPid = message.pid === upstreamPid;
+    if (!ownPid && payload === message.payload) return 'forward';
+    return new BufferWriter(BACKEND.NotificationResponse).int32(ownPid ? clientPid : message.pid).cstring(message.channel).cstring(payload).finish();
   }
 
   #recordOutcomes(outcomes: readonly ExecutionOutcome[]): void {
@@ -808,10 +992,13 @@ export class PostgresSession {
       const outcome = o.status === 'success' ? 'success' : 'failure';
       this.#env.metrics.statementSeconds.observe({ target: this.#target?.name ?? 'unknown', outcome }, durationMs / 1000);
       const tag = execution.commandTags.at(-1);
+      if (execution.ddl && o.status === 'success') this.#env.masking?.refreshSoon();
+      const masked = execution.masking !== undefined && execution.masking.counts.size > 0 ? Object.fromEntries(execution.masking.counts) : undefined;
       void this.#appendBestEffort({
         event_type: 'db.query.result',
         attempt_id: execution.id,
         outcome,
+        ...(masked !== undefined ? { masking: { masked } } : {}),
         result: {
           rows: Math.max(execution.rows, rowsOfTag(tag)),
           ...(tag !== undefined ? { command_tag: tag } : {}),
@@ -918,6 +1105,8 @@ export class PostgresSession {
 }
 
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────
+
+const NO_MASKING: MaskingCheck = { kind: 'none' };
 
 function isLoopback(address: string | undefined): boolean {
   return address !== undefined && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
