@@ -18,7 +18,12 @@ export const VIEWS_SQL = `SELECT c.oid, pg_catalog.pg_get_viewdef(c.oid)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('v', 'm') AND ${USER_SCHEMAS}`;
 
-export async function readCatalog(connection: UpstreamConnection): Promise<{ columns: CatalogColumn[]; views: CatalogView[] }> {
+/** User-defined functions: their bodies can read masked columns the statement never names. */
+export const FUNCTIONS_SQL = `SELECT DISTINCT n.nspname, p.proname
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  WHERE ${USER_SCHEMAS}`;
+
+export async function readCatalog(connection: UpstreamConnection): Promise<{ columns: CatalogColumn[]; views: CatalogView[]; functions: Array<{ schema: string; name: string }> }> {
   const columns = (await sideQuery(connection, COLUMNS_SQL)).map((r) => ({
     relid: Number(r[0]),
     attnum: Number(r[1]),
@@ -28,5 +33,6 @@ export async function readCatalog(connection: UpstreamConnection): Promise<{ col
     relkind: r[5] ?? 'r',
   }));
   const views = (await sideQuery(connection, VIEWS_SQL)).map((r) => ({ relid: Number(r[0]), definition: r[1] ?? '' }));
-  return { columns, views };
+  const functions = (await sideQuery(connection, FUNCTIONS_SQL)).map((r) => ({ schema: r[0] ?? '', name: r[1] ?? '' }));
+  return { columns, views, functions };
 }

@@ -90,8 +90,8 @@ export class MaskingService {
     try {
       const hmacKey = rules.hmacKeyFile !== undefined ? await readFile(rules.hmacKeyFile) : undefined;
       this.#connection ??= await this.#connect();
-      const { columns, views } = await readCatalog(this.#connection);
-      const provenance = new ProvenanceMap(rules.columns, columns, views, viewColumnDerivations, Date.now());
+      const { columns, views, functions } = await readCatalog(this.#connection);
+      const provenance = new ProvenanceMap(rules.columns, columns, views, viewColumnDerivations, Date.now(), functions);
       this.#active = { rules, context: { provenance, detectors: rules.detectors, hmacKey } };
       this.#rulesOf = rules;
       this.#lastError = undefined;

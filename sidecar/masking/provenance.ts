@@ -33,10 +33,23 @@ export class ProvenanceMap implements MaskedColumnSet {
   readonly #byTable = new Map<string, Set<string>>();
   readonly #columns = new Map<string, string[]>();
   readonly #relids = new Set<number>();
+  /** User-defined functions, by `schema\0name` and by bare name (unqualified calls). */
+  readonly #userFunctions = new Set<string>();
   readonly loadedAt: number;
 
-  constructor(rules: readonly MaskedColumnRule[], columns: readonly CatalogColumn[], views: readonly CatalogView[], analyseView: (sql: string, masked: MaskedColumnSet) => OutputDerivation[], now: number) {
+  constructor(
+    rules: readonly MaskedColumnRule[],
+    columns: readonly CatalogColumn[],
+    views: readonly CatalogView[],
+    analyseView: (sql: string, masked: MaskedColumnSet) => OutputDerivation[],
+    now: number,
+    userFunctions: ReadonlyArray<{ readonly schema: string; readonly name: string }> = [],
+  ) {
     this.loadedAt = now;
+    for (const f of userFunctions) {
+      this.#userFunctions.add(`${f.schema}\u0000${f.name}`);
+      this.#userFunctions.add(f.name);
+    }
     const wanted = new Map<string, MaskStrategy>();
     for (const r of rules) {
       wanted.set(`${r.schema}\u0000${r.table}\u0000${r.column}`, r.strategy);
@@ -99,6 +112,11 @@ export class ProvenanceMap implements MaskedColumnSet {
    */
   knows(relid: number): boolean {
     return relid < FIRST_NORMAL_OBJECT_ID || this.#relids.has(relid);
+  }
+
+  /** A call to a user-defined function: its body may read masked columns unseen by the AST. */
+  isUserFunction(schema: string | null, name: string): boolean {
+    return schema === null ? this.#userFunctions.has(name) : this.#userFunctions.has(`${schema}\u0000${name}`);
   }
 
   get empty(): boolean {

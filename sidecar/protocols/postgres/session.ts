@@ -152,6 +152,8 @@ export class PostgresSession {
   #activePlan: { plan: ResultPlan; masking: MaskingExecution } | undefined;
   /** The last statement's masking applies to asynchronous messages (notices, notifications). */
   #scrubAsync: ActiveMasking | undefined;
+  /** A cursor over masked data was declared: what FETCH returns is masked as unresolvable. */
+  #maskedCursors = false;
   #sessionStarted = false;
   readonly #startedAt: number;
 
@@ -584,7 +586,17 @@ export class PostgresSession {
     this.#scrubAsync = active;
     const provenance = active.context.provenance;
     const facts = analysis.ok ? analysis.statements : [];
-    const touches = facts.some((f) => f.relations.some((r) => provenance.maskedColumns(r.schema, r.name).size > 0));
+    const refuse = (sqlstate: string, message: string): MaskingCheck => ({ kind: 'refuse', refusal: { sqlstate, message, detail: 'masking policy' } });
+    // Planner statistics and lock tables hold copies of column values (histogram bounds, lock keys).
+    if (facts.some((f) => f.relations.some((r) => VALUE_EXPOSING_CATALOGS.has(r.name) && (r.schema === null || r.schema === 'pg_catalog')))) {
+      return refuse('42501', 'permission denied by masking policy: this system view exposes column values');
+    }
+    const namesMasked = facts.some((f) => f.relations.some((r) => provenance.maskedColumns(r.schema, r.name).size > 0));
+    // Function bodies and cursors are out of the statement's sight: their outputs are unresolvable.
+    const opaqueReads = facts.some((f) => f.functions.some((fn) => provenance.isUserFunction(fn.schema, fn.name)))
+      || (this.#maskedCursors && facts.some((f) => f.kinds.includes('fetch')));
+    if (namesMasked && facts.some((f) => f.kinds.includes('declare'))) this.#maskedCursors = true;
+    const touches = namesMasked || opaqueReads;
     let derivation: MaskingAnalysis | undefined;
     if (touches) {
       try {
@@ -593,7 +605,7 @@ export class PostgresSession {
       } catch {
         derivation = { outputs: null, derivesMasked: true, predicateUse: false, launders: false, wholeRow: false };
       }
-      const refuse = (sqlstate: string, message: string): MaskingCheck => ({ kind: 'refuse', refusal: { sqlstate, message, detail: 'masking policy' } });
+      if (opaqueReads) derivation = { ...derivation, outputs: null, derivesMasked: true };
       if (derivation.launders) return refuse('42501', 'permission denied by masking policy: the statement would copy masked data where masking cannot follow it');
       if (derivation.predicateUse && rules.predicates !== 'allow') {
         return rules.predicates === 'deny'
@@ -904,8 +916,11 @@ export class PostgresSession {
         const verdict = this.#tracker.onBackendMessage(frame.type);
         return verdict.kind === 'replace' ? verdict.bytes : verdict.kind;
       }
-      case BACKEND.NoticeResponse:
-        return this.#scrubFields(frame);
+      case BACKEND.NoticeResponse: {
+        const masking = this.#tracker.head()?.context as MaskingExecution | undefined;
+        // Notices raised while a statement reads masked data may quote it (RAISE in a function).
+        return masking?.touches === true ? withheldNotice(frame) : this.#scrubFields(frame);
+      }
       case BACKEND.NotificationResponse:
         return this.#translateNotification(frame);
       case BACKEND.ParameterStatus:
@@ -1107,6 +1122,21 @@ export class PostgresSession {
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────
 
 const NO_MASKING: MaskingCheck = { kind: 'none' };
+
+/** System views whose rows are copies of column values (planner statistics, lock keys). */
+const VALUE_EXPOSING_CATALOGS = new Set(['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data', 'pg_locks']);
+
+/** A NoticeResponse keeping its severity and SQLSTATE, with the text withheld. */
+function withheldNotice(frame: Frame): Buffer {
+  const message = decodeBackendMessage(frame);
+  const fields = message.type === 'NoticeResponse' ? message.fields : new Map<string, string>();
+  const severity = fields.get('V') ?? fields.get('S') ?? 'NOTICE';
+  return be.noticeResponse({
+    severity: (['WARNING', 'NOTICE', 'DEBUG', 'INFO', 'LOG'].includes(severity) ? severity : 'NOTICE') as 'NOTICE',
+    code: fields.get('C') ?? '00000',
+    message: 'a notice raised on masked data (details withheld by Custos)',
+  });
+}
 
 function isLoopback(address: string | undefined): boolean {
   return address !== undefined && (address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.'));
