@@ -104,10 +104,11 @@ export const SUBQUERIES_AND_SETS: readonly Attack[] = [
   { name: 'nested sub-selects', sql: 'SELECT * FROM (SELECT * FROM (SELECT id, email, ssn FROM customers) a) b ORDER BY id', expect: 'mask', cols: ['clean', 'email', 'ssn'] },
   { name: 'LATERAL', sql: 'SELECT c.id, l.x FROM customers c, LATERAL (SELECT c.ssn AS x) l ORDER BY c.id', expect: 'mask', cols: ['clean', 'masked'] },
   { name: 'LATERAL with expressions', sql: 'SELECT c.id, l.* FROM customers c CROSS JOIN LATERAL (SELECT upper(c.email), c.card) l ORDER BY c.id', expect: 'mask', cols: ['clean', 'masked', 'masked'] },
-  { name: 'UNION with the clean table', sql: 'SELECT email FROM customers UNION SELECT email FROM newsletter', expect: 'mask', cols: ['masked'], unordered: true },
+  // UNION (not ALL) and INTERSECT compare values to remove duplicates: refusing them as a condition on a masked column is as right as masking them.
+  { name: 'UNION with the clean table', sql: 'SELECT email FROM customers UNION SELECT email FROM newsletter', expect: 'any', cols: ['masked'], unordered: true },
   { name: 'UNION ALL, clean branch first', sql: 'SELECT email FROM newsletter UNION ALL SELECT email FROM customers', expect: 'mask', cols: ['masked'], unordered: true },
   { name: 'UNION ALL of a clean and a masked column (name-based masking fooled)', sql: 'SELECT name FROM customers UNION ALL SELECT ssn FROM customers', expect: 'mask', cols: ['masked'], unordered: true },
-  { name: 'INTERSECT of a masked column with itself', sql: 'SELECT card FROM customers INTERSECT SELECT card FROM customers', expect: 'mask', cols: ['masked'], unordered: true },
+  { name: 'INTERSECT of a masked column with itself', sql: 'SELECT card FROM customers INTERSECT SELECT card FROM customers', expect: 'any', cols: ['masked'], unordered: true },
   { name: 'a window function over a clean partition', sql: 'SELECT id, first_value(email) OVER (PARTITION BY id % 2 ORDER BY id) FROM customers ORDER BY id', expect: 'mask', cols: ['clean', 'masked'] },
   { name: 'lag(ssn)', sql: 'SELECT id, lag(ssn) OVER (ORDER BY id) FROM customers ORDER BY id', expect: 'mask', cols: ['clean', 'masked'] },
   { name: 'string_agg(card) OVER ()', sql: "SELECT id, string_agg(card, ',') OVER () FROM customers ORDER BY id", expect: 'mask', cols: ['clean', 'masked'] },
@@ -123,7 +124,8 @@ export const VIEWS_AND_WRITES: readonly Attack[] = [
   { name: 'UPDATE … RETURNING *', sql: 'UPDATE customers SET name = name WHERE id = 1 RETURNING *', expect: 'mask', cols: ROW },
   { name: 'UPDATE … RETURNING expressions', sql: "UPDATE customers SET name = name WHERE id = 2 RETURNING id, upper(email), ssn || ''", expect: 'mask', cols: ['clean', 'masked', 'masked'] },
   { name: 'INSERT … ON CONFLICT DO UPDATE RETURNING', sql: "INSERT INTO customers (id, name) VALUES (4, 'David Brown') ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING id, email, ssn, card", expect: 'mask', cols: ['clean', 'email', 'ssn', 'card'] },
-  { name: 'a data-modifying CTE', sql: 'WITH u AS (UPDATE customers SET name = name WHERE id = 3 RETURNING *) SELECT email, ssn FROM u', expect: 'mask', cols: ['masked', 'masked'] },
+  // The statement policy refuses a SELECT over a write unless one rule covers both: judged only by what comes back.
+  { name: 'a data-modifying CTE', sql: 'WITH u AS (UPDATE customers SET name = name WHERE id = 3 RETURNING *) SELECT email, ssn FROM u', expect: 'any', cols: ['masked', 'masked'] },
 ];
 
 export const CURSORS: readonly Attack[] = [

@@ -3,6 +3,7 @@
 // views over it, a clean newsletter table, and the policy that masks it. Everything a test needs to
 // prove, as an attacker would try, that none of those values (or their obvious encodings) ever
 // reaches a client, the logs or the audit trail.
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -199,6 +200,27 @@ export function protectedForms(): Array<[string, Buffer]> {
 export function leaksIn(haystack: Buffer | string, forms: ReadonlyArray<[string, Buffer]>): string[] {
   const bytes = typeof haystack === 'string' ? Buffer.from(haystack) : haystack;
   return forms.filter(([, needle]) => bytes.includes(needle)).map(([label]) => label);
+}
+
+/**
+ * A one-line account of what leaked (undefined when clean): how many forms, of which kinds, and the
+ * bytes around the first hit, so a failure shows the channel (DataRow, ErrorResponse, …) at a glance.
+ */
+export function leakReport(haystack: Buffer | string, forms: ReadonlyArray<[string, Buffer]>): string | undefined {
+  const bytes = typeof haystack === 'string' ? Buffer.from(haystack) : haystack;
+  const hits = forms.filter(([, needle]) => bytes.includes(needle));
+  const first = hits[0];
+  if (first === undefined) return undefined;
+  const kinds = [...new Set(hits.map(([label]) => label.replace(/ of customer \d+/, '')))];
+  const at = bytes.indexOf(first[1]);
+  const context = bytes.subarray(Math.max(0, at - 60), at + first[1].length + 30).toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+  return `${hits.length} protected forms leaked (${kinds.join(', ')}); first: ${first[0]} in "${context}"`;
+}
+
+/** Fails with a leak report when `haystack` holds any protected form. */
+export function assertNoProtectedValue(haystack: Buffer | string, forms: ReadonlyArray<[string, Buffer]>, what: string): void {
+  const report = leakReport(haystack, forms);
+  if (report !== undefined) throw new assert.AssertionError({ message: `${what}: ${report}` });
 }
 
 // ─── the masked forms a client should see ──────────────────────────────────────────────────────
