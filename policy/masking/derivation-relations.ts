@@ -206,7 +206,33 @@ export function joinRelation(left: Relation, right: Relation, shape: JoinShape):
     exprTaint: maxTaint(maxTaint(left.exprTaint, right.exprTaint), shape.kind === 'JOIN_FULL' && merged.length > 0 ? maxTaint(left.anyTaint, right.anyTaint) : 'clean'),
     parts: [left, right],
     find(name) {
-      return combineFound(left.find(name), right.find(name));
+      const f = combineFound(left.find(name), right.find(name));
+      // FULL JOIN USING merges with COALESCE: PostgreSQL reports no provenance for it.
+      return f !== undefined && shape.kind === 'JOIN_FULL' && merged.includes(name) ? { ...f, bare: false } : f;
     },
+  };
+}
+
+/** `JOIN … USING (a, b) AS u`: `u.a` names the merged column. */
+export function usingAliasRelation(refname: string, left: Relation, right: Relation, shape: JoinShape): Relation {
+  const full = shape.kind === 'JOIN_FULL';
+  const found = (name: string): Found | undefined => {
+    const f = combineFound(left.find(name), right.find(name));
+    return f === undefined ? undefined : { taint: f.taint, bare: f.bare && !full, certain: true };
+  };
+  const columns = shape.using.map((name): Column => {
+    const f = found(name);
+    return { name, taint: f?.taint ?? 'clean', bare: f?.bare ?? !full };
+  });
+  const anyTaint = columns.reduce<Taint>((t, c) => maxTaint(t, c.taint), 'clean');
+  return {
+    refname,
+    schema: null,
+    table: null,
+    columns,
+    anyTaint,
+    exprTaint: full ? anyTaint : 'clean',
+    parts: [],
+    find: (name) => (shape.using.includes(name) ? found(name) : undefined),
   };
 }

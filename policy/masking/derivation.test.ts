@@ -134,6 +134,20 @@ const OUTPUT_ATTACKS: readonly Case[] = [
   { sql: 'SELECT * FROM customers c(a, b, x)', outputs: ['clean', 'clean', 'masked', 'masked', 'masked'], flags: [], catalog: true },
   { sql: 'SELECT upper(x) FROM customers c(a, b, x)', outputs: ['masked'], flags: M },
   { sql: 'SELECT * FROM orders JOIN customers USING (id)', outputs: ['clean', 'clean', 'clean', 'clean', 'clean', 'masked', 'masked', 'masked'], flags: [], catalog: true },
+  // Joins: USING merges (FULL JOIN merges with COALESCE: no provenance), join and USING aliases.
+  { sql: 'SELECT email FROM customers FULL JOIN orders USING (email)', outputs: ['masked'], flags: ['derivesMasked', 'predicateUse'] },
+  { sql: 'SELECT email FROM customers LEFT JOIN orders USING (email)', outputs: ['masked'], flags: ['predicateUse'] },
+  { sql: 'SELECT u.email FROM customers JOIN orders USING (email) AS u', outputs: ['masked'], flags: ['predicateUse'] },
+  { sql: 'SELECT j.ssn || \'\' FROM (customers JOIN orders ON true) AS j', outputs: ['masked'], flags: M },
+  { sql: 'SELECT j FROM (customers c JOIN orders o ON true) AS j', outputs: ['masked'], flags: ['derivesMasked', 'wholeRow'] },
+  // Functional notation for a column, table functions over masked data.
+  { sql: 'SELECT email(c) FROM customers c', outputs: ['masked'], flags: ['derivesMasked', 'wholeRow'] },
+  { sql: "SELECT jt.* FROM customers c, JSON_TABLE(to_json(c.email), '$' COLUMNS (e text PATH '$')) jt", outputs: null, flags: M },
+  { sql: "SELECT x.v FROM customers c, XMLTABLE('/r' PASSING xmlelement(name r, c.ssn) COLUMNS v text PATH '.') x", outputs: ['masked'], flags: M },
+  { sql: "SELECT dblink('host=x', 'SELECT email FROM customers')", outputs: ['unknown'], flags: M },
+  // Shadowing: the innermost scope that surely has the name wins, else every candidate.
+  { sql: 'SELECT (SELECT email FROM newsletter LIMIT 1) FROM customers', outputs: ['masked'], flags: M },
+  { sql: 'SELECT (SELECT lower(email) FROM orders o WHERE o.id = c.id) FROM customers c', outputs: ['masked'], flags: M },
   // Alias lists on a table: position unknown without the catalog, every renamed column may be masked.
   { sql: 'SELECT b FROM customers AS c(a, b, x)', outputs: ['masked'], flags: [] },
   { sql: 'SELECT b FROM customers AS c(a, b, x)', outputs: ['clean'], flags: [], catalog: true },
@@ -167,6 +181,13 @@ const PREDICATE_ATTACKS: readonly Case[] = [
   { sql: "UPDATE orders SET total = 0 WHERE customer_id IN (SELECT id FROM customers WHERE ssn LIKE '1%')", outputs: [], flags: ['predicateUse'] },
   { sql: "DELETE FROM customers WHERE ssn = '1'", outputs: [], flags: ['predicateUse'] },
   { sql: "EXPLAIN ANALYZE SELECT 1 FROM customers WHERE ssn LIKE '1%'", outputs: ['clean'], flags: ['predicateUse'] },
+  { sql: "SELECT JSON_ARRAYAGG(name ORDER BY ssn) FROM customers", outputs: ['clean'], flags: ['predicateUse'] },
+  { sql: 'SELECT id FROM customers c WHERE c = c', outputs: ['clean'], flags: ['predicateUse', 'wholeRow'] },
+  { sql: "SELECT 1 FROM customers WHERE 'a@b' = ANY (ARRAY[email])", outputs: ['clean'], flags: ['predicateUse'] },
+  { sql: 'SELECT (SELECT 1 WHERE c.card LIKE \'4%\') FROM customers c', outputs: ['clean'], flags: ['predicateUse'] },
+  { sql: 'SELECT id FROM customers ORDER BY (SELECT ssn)', outputs: ['clean'], flags: ['predicateUse'] },
+  { sql: 'SELECT upper(email) AS e FROM customers GROUP BY e', outputs: ['masked'], flags: ['derivesMasked', 'predicateUse'] },
+  { sql: 'SELECT x FROM (SELECT email AS x FROM customers UNION ALL SELECT \'a\') s ORDER BY 1', outputs: ['masked'], flags: ['derivesMasked', 'predicateUse'] },
   { sql: "SELECT id FROM customers TABLESAMPLE bernoulli (10) WHERE card > '4'", outputs: ['clean'], flags: ['predicateUse'] },
 ];
 
@@ -195,6 +216,12 @@ const LAUNDERING_ATTACKS: readonly Case[] = [
   { sql: "INSERT INTO customers (id, email) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET name = customers.email", outputs: [], flags: ['launders'] },
   { sql: 'MERGE INTO other o USING customers c ON o.id = c.id WHEN MATCHED THEN UPDATE SET x = c.email', outputs: [], flags: ['launders'] },
   { sql: 'MERGE INTO other o USING customers c ON o.id = c.id WHEN NOT MATCHED THEN INSERT (id, x) VALUES (c.id, c.ssn)', outputs: [], flags: ['launders'] },
+  { sql: "COPY (SELECT upper(email) FROM customers) TO '/tmp/x'", outputs: ['masked'], flags: ['derivesMasked', 'launders'] },
+  { sql: 'CREATE TABLE t AS TABLE customers', outputs: null, flags: ['launders'] },
+  { sql: 'INSERT INTO newsletter SELECT id, email FROM customers', outputs: [], flags: ['launders'], catalog: true },
+  { sql: 'INSERT INTO t (a) VALUES (1) RETURNING (SELECT email FROM customers LIMIT 1)', outputs: ['masked'], flags: M },
+  { sql: "SELECT 1 FROM customers WHERE set_config('my.x', ssn, false) IS NOT NULL", outputs: ['clean'], flags: ['predicateUse', 'launders'] },
+  { sql: 'CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT email FROM customers; END', outputs: null, flags: ['launders'] },
   { sql: 'DECLARE k CURSOR FOR SELECT lower(email) FROM customers', outputs: ['masked'], flags: M },
   { sql: 'PREPARE p AS SELECT card::text FROM customers', outputs: ['masked'], flags: M },
 ];
@@ -220,6 +247,11 @@ const CLEAN: readonly Case[] = [
   { sql: 'SET search_path = public', outputs: null, flags: [] },
   { sql: 'CREATE TABLE t AS SELECT * FROM customers WITH NO DATA', outputs: null, flags: [] },
   { sql: "COPY customers FROM STDIN", outputs: null, flags: [] },
+  { sql: "WITH customers AS (SELECT 'x' AS email) SELECT upper(email) FROM customers", outputs: ['clean'], flags: [] },
+  { sql: 'SELECT customers.email FROM newsletter customers, customers c', outputs: ['clean'], flags: [] },
+  { sql: 'SELECT n.email FROM newsletter n JOIN orders o USING (id) WHERE o.total > 1', outputs: ['clean'], flags: [] },
+  { sql: 'SELECT o.email || c.name FROM orders o JOIN customers c ON c.id = o.customer_id', outputs: ['clean'], flags: [] },
+  { sql: 'EXECUTE p', outputs: null, flags: [] },
 ];
 
 describe('analyseMasking', () => {
@@ -251,6 +283,12 @@ describe('analyseMasking', () => {
   it('throws ERR_SQL_PARSE when the statement does not parse', () => {
     assert.throws(() => analyseMasking('SELEC email FROM customers', MASKED), (e: unknown) => isCustosError(e, 'ERR_SQL_PARSE'));
     assert.throws(() => analyseMasking('SELECT 1\u0000; SELECT email FROM customers', MASKED), (e: unknown) => isCustosError(e, 'ERR_SQL_PARSE'));
+  });
+
+  it('refuses a statement too complex to analyse when recursive CTEs nest deeply', () => {
+    let sql = 'SELECT 1';
+    for (let i = 0; i < 16; i++) sql = `WITH RECURSIVE r${i}(n) AS (SELECT 1 UNION ALL SELECT n FROM r${i}, (${sql}) s${i}) SELECT n FROM r${i}`;
+    assert.throws(() => analyseMasking(sql, MASKED), (e: unknown) => isCustosError(e, 'ERR_MASKING_TOO_COMPLEX'));
   });
 
   it('returns one analysis per statement when a message holds several', () => {

@@ -29,7 +29,7 @@ import { type AstObject, constantValue, isAstObject, listField, nodeOf, stringFi
 import { figureColname } from './derivation-names.ts';
 import {
   aliasRelation, baseRelation, type Column, combineFound, derivedRelation, type Entry, entriesTaint, flatten, type Found, joinRelation, maxTaint,
-  opaqueRelation, type Relation, type Taint,
+  opaqueRelation, type Relation, type Taint, usingAliasRelation,
 } from './derivation-relations.ts';
 
 export interface MaskedColumnSet {
@@ -69,6 +69,7 @@ const RELATION_READING_FUNCTIONS = new Set([
   'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
   'schema_to_xml', 'schema_to_xmlschema', 'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema',
   'database_to_xml_and_xmlschema', 'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema',
+  'dblink', 'dblink_get_result', 'dblink_fetch',
 ]);
 
 /** Fields of expression nodes that are conditions or orderings, not values. */
@@ -98,7 +99,7 @@ interface Query {
 }
 
 /** Bound on statements analysed per top-level statement (recursive CTEs are re-analysed to a fixpoint). */
-const MAX_WORK = 20_000;
+const MAX_WORK = 10_000;
 
 const EMPTY_SCOPE: Scope = { levels: [], ctes: undefined };
 
@@ -578,7 +579,8 @@ class Analyser {
     const right = this.#fromItem(body['rarg'], scope, [...siblings, left]);
     const using = stringList(listField(body, 'usingClause'));
     const alias = aliasOf(body);
-    const joined = joinRelation(left, right, { kind: stringField(body, 'jointype') ?? 'JOIN_INNER', natural: body['isNatural'] === true, using, refname: alias.name });
+    const shape = { kind: stringField(body, 'jointype') ?? 'JOIN_INNER', natural: body['isNatural'] === true, using, refname: alias.name };
+    const joined = joinRelation(left, right, shape);
     const inner = withLevel(scope, levelOf([left, right]));
     this.#predicate(body['quals'], inner);
     for (const name of using) {
@@ -596,8 +598,8 @@ class Analyser {
     const result = alias.colnames.length > 0 ? aliasRelation(joined, alias.name, alias.colnames) : joined;
     if (usingName === undefined) return result;
     // `JOIN … USING (id) AS u`: `u.id` names the merged columns.
-    const merged = derivedRelation(usingName, (joined.columns ?? []).slice(0, using.length).map((column): Entry => ({ kind: 'column', column })));
-    return { ...result, parts: [...result.parts, merged], find: result.find.bind(result) };
+    const merged = usingAliasRelation(usingName, left, right, shape);
+    return { ...result, parts: [...result.parts, merged], find: (name) => result.find(name) };
   }
 
   // ---- select lists ------------------------------------------------------------------------
@@ -890,6 +892,11 @@ class Analyser {
       if (level === undefined) continue;
       let here: Found | undefined;
       for (const r of leaves(level)) here = combineFound(here, r.find(name));
+      // A FULL JOIN's merged USING column has no provenance: its join says so.
+      for (const r of level.named) {
+        const f = r.parts.length > 0 ? r.find(name) : undefined;
+        if (f !== undefined && !f.bare) here = combineFound(here, f);
+      }
       found = combineFound(found, here);
       if (here?.certain === true) break;
       const rows = level.named.filter((r) => r.refname === name);
