@@ -148,6 +148,10 @@ const OUTPUT_ATTACKS: readonly Case[] = [
   // Shadowing: the innermost scope that surely has the name wins, else every candidate.
   { sql: 'SELECT (SELECT email FROM newsletter LIMIT 1) FROM customers', outputs: ['masked'], flags: M },
   { sql: 'SELECT (SELECT lower(email) FROM orders o WHERE o.id = c.id) FROM customers c', outputs: ['masked'], flags: M },
+  // A column of an outer level beats a relation of the same name in an inner one.
+  { sql: 'SELECT (SELECT ssn FROM orders AS ssn LIMIT 1) FROM customers', outputs: ['masked'], flags: M },
+  { sql: 'SELECT (SELECT ssn FROM orders AS ssn LIMIT 1) FROM customers', outputs: ['masked'], flags: M, catalog: true },
+  { sql: 'SELECT (SELECT c FROM orders AS c LIMIT 1) FROM customers c', outputs: ['masked'], flags: ['derivesMasked', 'wholeRow'] },
   // Alias lists on a table: position unknown without the catalog, every renamed column may be masked.
   { sql: 'SELECT b FROM customers AS c(a, b, x)', outputs: ['masked'], flags: [] },
   { sql: 'SELECT b FROM customers AS c(a, b, x)', outputs: ['clean'], flags: [], catalog: true },

@@ -884,9 +884,14 @@ class Analyser {
     return { taint, bare: false };
   }
 
-  /** An unqualified name: the innermost level that surely has it, else every candidate outward; or a whole row. */
+  /**
+   * An unqualified name: a column of the innermost level that surely has it (candidates from every
+   * level on the way); PostgreSQL prefers a column at any level to a whole row, so a relation of
+   * that name counts only when no level surely has the column.
+   */
   #unqualified(name: string, scope: Scope): { taint: Taint; bare: boolean } {
     let found: Found | undefined;
+    const rows: Relation[] = [];
     for (let i = scope.levels.length - 1; i >= 0; i--) {
       const level = scope.levels[i];
       if (level === undefined) continue;
@@ -898,12 +903,12 @@ class Analyser {
         if (f !== undefined && !f.bare) here = combineFound(here, f);
       }
       found = combineFound(found, here);
-      if (here?.certain === true) break;
-      const rows = level.named.filter((r) => r.refname === name);
-      if (rows.length > 0) {
-        const whole = this.#wholeRows(rows);
-        return { taint: maxTaint(whole.taint, found?.taint ?? 'clean'), bare: false };
-      }
+      if (found?.certain === true) break;
+      rows.push(...level.named.filter((r) => r.refname === name));
+    }
+    if (found?.certain !== true && rows.length > 0) {
+      const whole = this.#wholeRows(rows);
+      return { taint: maxTaint(whole.taint, found?.taint ?? 'clean'), bare: false };
     }
     return found === undefined ? { taint: 'clean', bare: false } : { taint: found.taint, bare: found.bare };
   }
