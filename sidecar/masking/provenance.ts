@@ -68,27 +68,35 @@ export class ProvenanceMap implements MaskedColumnSet {
     }
     // Views expose base columns under their own OID: derive which view columns are masked.
     const viewNames = new Map(columns.filter((c) => c.relkind === 'v' || c.relkind === 'm').map((c) => [c.relid, c] as const));
-    for (const v of views) {
-      const view = viewNames.get(v.relid);
-      let derivations: OutputDerivation[];
-      try {
-        derivations = analyseView(v.definition, this);
-      } catch {
-        // A view Custos cannot analyse is treated as masked entirely: conservative.
-        derivations = (this.#columns.get(`${view?.schema ?? ''}\u0000${view?.table ?? ''}`) ?? []).map(() => 'unknown' as const);
-      }
-      derivations.forEach((d, i) => {
-        if (d === 'clean') return;
-        this.#mark(v.relid, i + 1, DERIVED_STRATEGY);
-        if (view !== undefined) {
-          const name = this.#columns.get(`${view.schema}\u0000${view.table}`)?.[i];
-          if (name !== undefined) {
-            addTo(this.#byName, `${view.schema}\u0000${view.table}`, name);
-            addTo(this.#byTable, view.table, name);
-          }
-        }
-      });
+    // Views over views: repeat until no view gains a masked column (dependency order, unknown here).
+    for (let pass = 0, changed = true; changed && pass <= views.length; pass++) {
+      changed = false;
+      for (const v of views) changed = this.#deriveView(v, viewNames.get(v.relid), analyseView) || changed;
     }
+  }
+
+  /** Marks the view's columns derived from masked columns; true when something new was marked. */
+  #deriveView(v: CatalogView, view: CatalogColumn | undefined, analyseView: (sql: string, masked: MaskedColumnSet) => OutputDerivation[]): boolean {
+    let derivations: OutputDerivation[];
+    try {
+      derivations = analyseView(v.definition, this);
+    } catch {
+      // A view Custos cannot analyse is treated as masked entirely: conservative.
+      derivations = (this.#columns.get(`${view?.schema ?? ''}\u0000${view?.table ?? ''}`) ?? []).map(() => 'unknown' as const);
+    }
+    let changed = false;
+    derivations.forEach((d, i) => {
+      if (d === 'clean' || this.#byOid.get(v.relid)?.has(i + 1) === true) return;
+      changed = true;
+      this.#mark(v.relid, i + 1, DERIVED_STRATEGY);
+      if (view === undefined) return;
+      const name = this.#columns.get(`${view.schema}\u0000${view.table}`)?.[i];
+      if (name !== undefined) {
+        addTo(this.#byName, `${view.schema}\u0000${view.table}`, name);
+        addTo(this.#byTable, view.table, name);
+      }
+    });
+    return changed;
   }
 
   #mark(relid: number, attnum: number, strategy: MaskStrategy): void {
