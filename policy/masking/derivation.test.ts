@@ -330,3 +330,25 @@ describe('viewColumnDerivations', () => {
     assert.throws(() => viewColumnDerivations('DROP TABLE customers', MASKED), (e: unknown) => isCustosError(e, 'ERR_MASKING_VIEW'));
   });
 });
+
+describe('analyseMasking: comparisons anywhere are inference channels', () => {
+  const masked = maskedColumnSet([{ schema: 'public', table: 'customers', column: 'ssn' }]);
+  const cases: Array<[string, boolean]> = [
+    ["SELECT 1 / (ssn <> '123-45-6789')::int FROM customers", true],
+    ["SELECT ssn = 'x' FROM customers", true],
+    ["SELECT ssn LIKE '1%' FROM customers", true],
+    ["SELECT ssn IN ('a', 'b') FROM customers", true],
+    ["SELECT ssn BETWEEN 'a' AND 'b' FROM customers", true],
+    ['SELECT length(ssn) FROM customers', false],
+    ["SELECT id = 1 FROM customers", false],
+  ];
+  for (const [sql, predicate] of cases) {
+    it(`${predicate ? 'flags' : 'does not flag'} ${sql}`, () => {
+      assert.equal(analyseMasking(sql, masked).predicateUse, predicate);
+    });
+  }
+
+  it('treats advisory locks keyed by a masked value as laundering (the key is visible in pg_locks)', () => {
+    assert.equal(analyseMasking('SELECT pg_advisory_lock(hashtext(ssn)) FROM customers', masked).launders, true);
+  });
+});

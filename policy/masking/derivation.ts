@@ -62,7 +62,24 @@ export interface MaskingAnalysis {
 const LAUNDERING_FUNCTIONS = new Set([
   'set_config', 'pg_notify', 'lo_from_bytea', 'lo_put', 'lowrite', 'pg_logical_emit_message', 'setval',
   'dblink', 'dblink_exec', 'dblink_send_query', 'dblink_open', 'pg_file_write',
+  // Advisory lock keys are visible to every session in pg_locks.
+  'pg_advisory_lock', 'pg_advisory_lock_shared', 'pg_advisory_xact_lock', 'pg_advisory_xact_lock_shared',
+  'pg_try_advisory_lock', 'pg_try_advisory_lock_shared', 'pg_try_advisory_xact_lock', 'pg_try_advisory_xact_lock_shared',
 ]);
+
+/** Operators and expression kinds that compare values (their result tells about the operands). */
+const COMPARISON_OPERATORS = new Set(['=', '<>', '!=', '<', '>', '<=', '>=', '~~', '!~~', '~~*', '!~~*', '~', '!~', '~*', '!~*', '^@', '@@']);
+const COMPARISON_KINDS = new Set([
+  'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE',
+  'AEXPR_ILIKE', 'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
+]);
+
+function isComparison(body: AstObject): boolean {
+  const kind = stringField(body, 'kind');
+  if (kind !== undefined && COMPARISON_KINDS.has(kind)) return true;
+  const operator = stringList(listField(body, 'name')).at(-1);
+  return kind === 'AEXPR_OP' && operator !== undefined && COMPARISON_OPERATORS.has(operator);
+}
 
 /** Built-ins that read a whole relation (or cursor, schema, database) named by a string: their result is not analysable. */
 const RELATION_READING_FUNCTIONS = new Set([
@@ -741,6 +758,13 @@ class Analyser {
       }
       case 'SubLink':
         return this.#subLink(body, scope);
+      case 'A_Expr': {
+        // A comparison of a masked value, wherever it stands (even in the select list, where its
+        // result or the error it raises answers the question), is an inference channel.
+        const taint = this.#generic(node, scope);
+        if (isTainted(taint) && isComparison(body)) this.predicateUse = true;
+        return taint;
+      }
       case 'A_Indirection':
         return this.#indirection(body, scope);
       case 'WindowDef':
