@@ -205,6 +205,20 @@ export const LAUNDERING: readonly Attack[] = [
   { name: 'application_name, read back from pg_stat_activity', steps: ["SELECT set_config('application_name', translate(ssn, '-', ''), false) FROM customers WHERE id = 1"], sql: 'SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()', expect: 'any' },
   { name: 'planner statistics (pg_stats histogram bounds)', sql: "SELECT attname, histogram_bounds FROM pg_stats WHERE schemaname = 'public' AND tablename = 'customers' ORDER BY attname", expect: 'any' },
   { name: 'planner statistics as text, digits only', sql: "SELECT translate(histogram_bounds::text, '-', '') FROM pg_stats WHERE tablename = 'customers' AND attname = 'ssn'", expect: 'any' },
+  { name: 'table_to_xml (a table named in a string)', sql: "SELECT table_to_xml('customers', true, false, '')", expect: 'any' },
+  { name: 'xpath over table_to_xml (xml[] output)', sql: "SELECT xpath('/row/ssn/text()', table_to_xml('public.customers', true, false, ''))", expect: 'any' },
+  { name: 'table_to_xml as text, digits only', sql: "SELECT translate(table_to_xml('customers', true, false, '')::text, '-', '')", expect: 'any' },
+  { name: 'table_to_xml of a view', sql: "SELECT translate(table_to_xml('customer_contacts', true, false, '')::text, '@', ' ')", expect: 'any' },
+  { name: 'schema_to_xml', sql: "SELECT translate(schema_to_xml('public', true, false, '')::text, '-', '')", expect: 'any' },
+  { name: 'database_to_xml', sql: "SELECT translate(database_to_xml(true, false, '')::text, '-', '')", expect: 'any' },
+  {
+    name: 'cursor_to_xml over a DECLAREd cursor',
+    steps: ['BEGIN', "DECLARE c CURSOR FOR SELECT translate(ssn, '-', '') AS d FROM customers"],
+    sql: "SELECT cursor_to_xml('c', 20, true, false, '')", expect: 'any',
+  },
+  { name: 'ts_stat (runs the SQL in its argument)', sql: "SELECT word FROM ts_stat('SELECT to_tsvector(''simple'', translate(ssn, ''-'', '''')) FROM customers') ORDER BY word", expect: 'any' },
+  { name: 'ts_stat over emails', sql: "SELECT word FROM ts_stat('SELECT to_tsvector(''simple'', replace(email, ''@'', '' '')) FROM customers') ORDER BY word", expect: 'any' },
+  { name: 'pg_stats through a quoted, aliased name', sql: 'SELECT s.histogram_bounds::text FROM "pg_catalog"."pg_stats" s WHERE s.attname = \'ssn\'', expect: 'any' },
   { name: 'query_to_xml (SQL in a string)', sql: "SELECT query_to_xml('select translate(ssn, ''-'', '''') as s from customers', true, false, '')", expect: 'any' },
 ];
 
