@@ -382,6 +382,9 @@ class Analyser {
 
   /** Values written into `columns` (null: positions unknown) of a table whose masked columns are `masked`. */
   #write(taints: readonly Taint[] | null, anyTaint: Taint, columns: readonly string[] | null, masked: ReadonlySet<string>): void {
+    // A value written into a masked column meets the stored ones in unique constraints and
+    // ON CONFLICT (a violation answers "does this value exist"): an inference channel.
+    if (masked.size > 0 && (columns === null || columns.some((c) => masked.has(c)))) this.predicateUse = true;
     if (taints === null) {
       if (isTainted(anyTaint) && (columns === null || columns.some((c) => !masked.has(c)))) this.launders = true;
       return;
@@ -402,6 +405,7 @@ class Analyser {
       const multi = nodeOf(value, 'MultiAssignRef');
       const taint = multi === undefined ? this.expr(value, scope) : this.#multiAssign(multi, scope);
       if (isTainted(taint) && !masked.has(column)) this.launders = true;
+      if (masked.has(column)) this.predicateUse = true; // see #write: constraints compare the new value
     }
   }
 
