@@ -59,6 +59,11 @@ interface Outcome {
   readonly notifications: string[];
 }
 
+async function waitFor(done: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
 async function tapClient(applicationName: string): Promise<pg.Client> {
   const client = new pg.Client({ ...stack.clientConfig(await stack.token()), port: tap.port, application_name: applicationName, query_timeout: 15_000 });
   client.on('error', () => undefined);
@@ -286,6 +291,25 @@ describe('sidecar masking: nothing protected reaches the client', () => {
       assertNoProtectedValue(JSON.stringify(received), FORMS, `a listener received protected values: ${JSON.stringify(received)}`);
       assert.deepEqual(received['outside'], [], `the statements ran and notified listeners outside the sidecar: ${outcomes.join('; ')}`);
       for (const o of outcomes) assert.match(o, /→ 42501$/, `pg_notify of masked data must be refused: ${o}`);
+    });
+
+    it('a notification another application sends with a customer row (a trigger-style payload) reaches a listener through the sidecar scrubbed', async () => {
+      const start = tap.toClient().length;
+      const listener = await tapClient(uniqueName('notify-row-listener'));
+      const payloads: string[] = [];
+      listener.on('notification', (n) => payloads.push(n.payload ?? ''));
+      const app = await directClient(stack);
+      try {
+        await listener.query('LISTEN customer_changed');
+        await app.query("SELECT pg_notify('customer_changed', row_to_json(c)::text) FROM customers c WHERE id IN (1, 2, 3)");
+        await waitFor(() => payloads.length >= 3);
+        await listener.query('SELECT 1');
+      } finally {
+        await listener.end().catch(() => undefined);
+        await app.end().catch(() => undefined);
+      }
+      assert.equal(payloads.length, 3, 'the listener still gets the notifications');
+      assertNoProtectedValue(tap.toClient().subarray(start), FORMS, `notification payloads: ${JSON.stringify(payloads)}`);
     });
   });
 
