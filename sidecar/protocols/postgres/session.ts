@@ -591,6 +591,10 @@ export class PostgresSession {
     if (facts.some((f) => f.relations.some((r) => VALUE_EXPOSING_CATALOGS.has(r.name) && (r.schema === null || r.schema === 'pg_catalog')))) {
       return refuse('42501', 'permission denied by masking policy: this system view exposes column values');
     }
+    // Built-ins that read relations, cursors or queries named in a string: masking cannot follow.
+    if (facts.some((f) => f.functions.some((fn) => (fn.schema === null || fn.schema === 'pg_catalog') && READS_BY_NAME.test(fn.name)))) {
+      return refuse('42501', 'permission denied by masking policy: this function reads tables named in a string, which masking cannot follow');
+    }
     const namesMasked = facts.some((f) => f.relations.some((r) => provenance.maskedColumns(r.schema, r.name).size > 0));
     // Function bodies and cursors are out of the statement's sight: their outputs are unresolvable.
     const opaqueReads = facts.some((f) => f.functions.some((fn) => provenance.isUserFunction(fn.schema, fn.name)))
@@ -1122,6 +1126,9 @@ export class PostgresSession {
 // ─── helpers ────────────────────────────────────────────────────────────────────────────────────
 
 const NO_MASKING: MaskingCheck = { kind: 'none' };
+
+/** table_to_xml, cursor_to_xml, query_to_xml, schema_/database_to_xml (and their xmlschema forms), ts_stat. */
+const READS_BY_NAME = /^(table|cursor|query|schema|database)_to_xml(schema|_and_xmlschema)?$|^ts_stat$/;
 
 /** System views whose rows are copies of column values (planner statistics, lock keys). */
 const VALUE_EXPOSING_CATALOGS = new Set(['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data', 'pg_locks']);
