@@ -61,6 +61,7 @@ export const PLAIN_READS: readonly Attack[] = [
   { name: 'a filter on a clean column', sql: 'SELECT email, ssn, card FROM customers WHERE id = 1', expect: 'mask', cols: ['email', 'ssn', 'card'] },
   { name: 'extended protocol with a parameter', sql: 'SELECT id, email, ssn, card FROM customers WHERE id = $1', values: [2], expect: 'mask', cols: ['clean', 'email', 'ssn', 'card'] },
   { name: 'a parameter concatenated with a masked column', sql: 'SELECT $1::text || email FROM customers ORDER BY id', values: ['>'], expect: 'mask', cols: ['masked'] },
+  { name: 'large DataRows split across network reads', sql: 'SELECT email, repeat(name, 5000), ssn FROM customers ORDER BY id', expect: 'mask', cols: ['email', 'clean', 'ssn'] },
   { name: 'the clean table stays clean', sql: 'SELECT email FROM newsletter ORDER BY email', expect: 'mask', cols: ['clean'] },
 ];
 
@@ -120,6 +121,8 @@ export const VIEWS_AND_WRITES: readonly Attack[] = [
   { name: 'TABLE of a view', sql: 'TABLE customer_contacts ORDER BY id', expect: 'mask', cols: ['clean', 'clean', 'masked'] },
   { name: 'a view in a sub-select', sql: 'SELECT * FROM (SELECT * FROM customer_upper) s ORDER BY id', expect: 'mask', cols: ['clean', 'masked'] },
   { name: 'a view row as JSON', sql: 'SELECT to_jsonb(v) FROM customer_contacts v ORDER BY v.id', expect: 'mask', cols: ['masked'] },
+  { name: 'a view over a view, renaming the masked column', sql: 'SELECT * FROM customer_directory ORDER BY customer_id', expect: 'mask', cols: ['clean', 'masked'] },
+  { name: 'a predicate on a renamed column of a view over a view', sql: "SELECT customer_id FROM customer_directory WHERE contact LIKE 'a%'", expect: 'refuse' },
   { name: 'a view joined with the table', sql: 'SELECT v.email, c.ssn FROM customer_contacts v JOIN customers c USING (id) ORDER BY id', expect: 'mask', cols: ['masked', 'ssn'] },
   { name: 'UPDATE … RETURNING *', sql: 'UPDATE customers SET name = name WHERE id = 1 RETURNING *', expect: 'mask', cols: ROW },
   { name: 'UPDATE … RETURNING expressions', sql: "UPDATE customers SET name = name WHERE id = 2 RETURNING id, upper(email), ssn || ''", expect: 'mask', cols: ['clean', 'masked', 'masked'] },

@@ -78,7 +78,7 @@ export const REDACTED = '[REDACTED]';
 export const MASKED_TABLE_SQL = [
   'DROP FUNCTION IF EXISTS customer_tax_id(int), active_customers(), check_customer(int)',
   'DROP MATERIALIZED VIEW IF EXISTS customer_mv',
-  'DROP VIEW IF EXISTS customer_contacts, customer_upper',
+  'DROP VIEW IF EXISTS customer_directory, customer_contacts, customer_upper',
   'DROP TABLE IF EXISTS customers, newsletter',
   'DROP SEQUENCE IF EXISTS ticket_seq',
   'CREATE TABLE customers (id int PRIMARY KEY, name text, email text, ssn text, card text)',
@@ -98,6 +98,8 @@ export async function createMaskingSchema(stack: CustosStack): Promise<void> {
     `INSERT INTO newsletter VALUES ${NEWSLETTER.map((e) => `(${quote(e)})`).join(', ')}`,
     'CREATE VIEW customer_contacts AS SELECT id, name, email FROM customers',
     'CREATE VIEW customer_upper AS SELECT id, upper(email) AS e FROM customers',
+    // A view over a view, renaming the masked column.
+    'CREATE VIEW customer_directory AS SELECT id AS customer_id, email AS contact FROM customer_contacts',
     'CREATE MATERIALIZED VIEW customer_mv AS SELECT id, email, ssn FROM customers',
     // Application helpers that read the protected columns inside their bodies (the statement
     // calling them names no masked table).
@@ -106,6 +108,7 @@ export async function createMaskingSchema(stack: CustosStack): Promise<void> {
     "CREATE FUNCTION check_customer(int) RETURNS void LANGUAGE plpgsql AS $$ DECLARE s text; BEGIN SELECT ssn INTO s FROM customers WHERE id = $1; RAISE NOTICE 'checked customer %: tax id %', $1, translate(s, '-', ''); END $$",
     `ALTER TABLE customers OWNER TO ${owner}`,
     `ALTER MATERIALIZED VIEW customer_mv OWNER TO ${owner}`,
+    `ALTER VIEW customer_directory OWNER TO ${owner}`,
     `ALTER FUNCTION customer_tax_id(int) OWNER TO ${owner}`,
     `ALTER FUNCTION active_customers() OWNER TO ${owner}`,
     `ALTER FUNCTION check_customer(int) OWNER TO ${owner}`,
