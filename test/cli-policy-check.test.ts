@@ -64,6 +64,32 @@ describe('custos policy check', () => {
     await assert.rejects(run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', POLICY], { input: '{"sql": 1}\n' }), /exited with 1/);
   });
 
+  it('reports which outputs will be masked, and refusals by the masking policy', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
+    const file = join(dir, 'policy.yaml');
+    const withMasking = (await readFile(POLICY, 'utf8')).replace(
+      '  defaultAction: deny',
+      '  masking:\n    exemptSubjects: [ci]\n    columns:\n      - {column: public.invoices.customer, strategy: redact}\n  defaultAction: deny',
+    );
+    await writeFile(file, withMasking);
+    const check = async (sql: string, identity?: unknown): Promise<CheckOutput & { masking?: { outputs?: string[]; exempt?: boolean } }> => {
+      const args = [CUSTOS_CLI, 'policy', 'check', '--policy', file, '--sql', sql];
+      if (identity !== undefined) args.push('--identity', JSON.stringify(identity));
+      return JSON.parse(await run(NODE, args)) as CheckOutput & { masking?: { outputs?: string[]; exempt?: boolean } };
+    };
+    try {
+      const read = await check('SELECT id, upper(customer), status FROM invoices');
+      assert.equal(read.action, 'allow');
+      assert.deepEqual(read.masking?.outputs, ['clean', 'masked', 'clean']);
+      const inferred = await check("SELECT id FROM invoices WHERE customer LIKE 'A%'");
+      assert.equal(inferred.action, 'deny');
+      assert.equal(inferred.reason, 'masking-predicate');
+      assert.equal((await check('SELECT customer FROM invoices', CI)).masking?.exempt, true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names the field when the policy is invalid', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
     const file = join(dir, 'policy.yaml');

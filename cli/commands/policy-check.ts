@@ -4,6 +4,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { CompiledPolicy } from '../../policy/compile.ts';
 import { evaluate } from '../../policy/evaluate.ts';
+import { analyseMasking, maskedColumnSet } from '../../policy/masking/derivation.ts';
+import { subjectMatchesIdentity } from '../../policy/subjects.ts';
 import { analyseSql, loadSqlParser } from '../../policy/sql/parser.ts';
 import type { Decision, Principal, RequestIdentity } from '../../policy/types.ts';
 import { loadPolicyFile } from '../../sidecar/policy-store.ts';
@@ -55,10 +57,14 @@ export function checkStatement(policy: CompiledPolicy, request: { sql: string; i
     sql: analysis,
     ...(request.searchPath !== undefined ? { searchPath: request.searchPath } : {}),
   });
+  const identity = parseIdentity(request.identity);
+  const masking = decision.action === 'allow' ? maskingReport(policy, request.sql, analysis.ok, identity) : undefined;
+  const refusedBy = masking?.refused;
   return {
-    action: decision.action,
+    action: refusedBy === undefined ? decision.action : refusedBy.action,
     rule: decision.rule,
-    reason: decision.reason,
+    reason: refusedBy === undefined ? decision.reason : `masking-${refusedBy.reason}`,
+    ...(masking !== undefined ? { masking } : {}),
     ...(decision.message !== undefined ? { message: decision.message } : {}),
     target,
     ...(analysis.ok ? { normalized: analysis.normalized, fingerprint: analysis.fingerprint } : { error: analysis.error }),
@@ -74,6 +80,41 @@ export function checkStatement(policy: CompiledPolicy, request: { sql: string; i
       copy: s.facts?.copy ?? [],
     })),
   };
+}
+
+/**
+ * Which output columns the sidecar would mask, and whether masking would refuse the statement.
+ * Without the catalog, masked columns are known by name only: outputs that are bare masked
+ * columns are masked by provenance on the wire even where this report says `clean`.
+ */
+function maskingReport(policy: CompiledPolicy, sql: string, parsed: boolean, identity: RequestIdentity): MaskingReport | undefined {
+  const rules = policy.masking;
+  if (rules === null || !parsed) return undefined;
+  if (rules.exemptSubjects.some((s) => subjectMatchesIdentity(s, identity))) return { exempt: true };
+  const analysis = analyseMasking(sql, maskedColumnSet(rules.columns));
+  const refused: MaskingReport['refused'] = analysis.launders
+    ? { action: 'deny', reason: 'launders' }
+    : analysis.predicateUse && rules.predicates !== 'allow'
+      ? { action: rules.predicates, reason: 'predicate' }
+      : undefined;
+  return {
+    outputs: analysis.outputs,
+    derivesMasked: analysis.derivesMasked,
+    wholeRow: analysis.wholeRow,
+    predicateUse: analysis.predicateUse,
+    launders: analysis.launders,
+    ...(refused !== undefined ? { refused } : {}),
+  };
+}
+
+interface MaskingReport {
+  readonly exempt?: boolean;
+  readonly outputs?: readonly string[] | null;
+  readonly derivesMasked?: boolean;
+  readonly wholeRow?: boolean;
+  readonly predicateUse?: boolean;
+  readonly launders?: boolean;
+  readonly refused?: { readonly action: 'deny' | 'require-approval'; readonly reason: 'launders' | 'predicate' };
 }
 
 export async function runPolicyCheck(args: string[]): Promise<number> {
