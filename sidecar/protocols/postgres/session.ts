@@ -539,28 +539,38 @@ export class PostgresSession {
   async #onQuery(frame: Frame): Promise<void> {
     const message = decodeFrontendMessage(frame);
     if (message.type !== 'Query') return;
-    const policy = this.#env.policy();
-    const analysis = policy.analyse(message.sql);
-    const decision = this.#decide(policy, analysis);
-    if (decision === undefined) return;
-    const masking = decision.action === 'allow' ? this.#maskingCheck(message.sql, analysis) : NO_MASKING;
-    const attempt = await this.#auditAttempt(policy, analysis, decision, message.sql, 'simple', undefined, masking);
-    if (attempt === undefined) {
-      this.#sendRefusal(spoolFullRefusal());
+    const analysis = this.#env.policy().analyse(message.sql);
+    const admission = await this.#admit(message.sql, analysis, 'simple', undefined);
+    if (admission === undefined) return;
+    if (admission.kind === 'refuse') {
+      this.#sendRefusal(admission.refusal);
       return;
     }
-    if (decision.action !== 'allow') {
-      this.#sendRefusal(refusalFor(decision, policy.name));
-      return;
-    }
-    if (masking.kind === 'refuse') {
-      this.#sendRefusal(masking.refusal);
-      return;
-    }
-    const execution = this.#execution(attempt, 'simple', analysis, masking);
+    const execution = admission.execution;
     this.#tracker.expect({ expect: 'query', injected: false, execution, ...(execution.masking ? { context: execution.masking } : {}) });
     this.#forward(frame.raw);
     this.#followSettings(analysis);
+  }
+
+  /**
+   * The path every statement takes before it may run: policy decision, masking check, and the
+   * attempt event on disk. Undefined when the session was ended instead (an expired caller).
+   */
+  async #admit(
+    sql: string,
+    analysis: SqlAnalysis,
+    protocol: 'simple' | 'extended',
+    statementName: string | undefined,
+  ): Promise<{ kind: 'refuse'; refusal: Refusal } | { kind: 'run'; execution: Execution } | undefined> {
+    const policy = this.#env.policy();
+    const decision = this.#decide(policy, analysis);
+    if (decision === undefined) return undefined;
+    const masking = decision.action === 'allow' ? this.#maskingCheck(sql, analysis) : NO_MASKING;
+    const attempt = await this.#auditAttempt(policy, analysis, decision, sql, protocol, statementName, masking);
+    if (attempt === undefined) return { kind: 'refuse', refusal: spoolFullRefusal() };
+    if (decision.action !== 'allow') return { kind: 'refuse', refusal: refusalFor(decision, policy.name) };
+    if (masking.kind === 'refuse') return { kind: 'refuse', refusal: masking.refusal };
+    return { kind: 'run', execution: this.#execution(attempt, protocol, analysis, masking) };
   }
 
   /**
@@ -715,24 +725,13 @@ export class PostgresSession {
       this.#substituteExecute({ sqlstate: '42501', message: `permission denied: portal "${printable(message.portal)}" was not bound through Custos` });
       return;
     }
-    const policy = this.#env.policy();
-    const decision = this.#decide(policy, prepared.analysis);
-    if (decision === undefined) return;
-    const masking = decision.action === 'allow' ? this.#maskingCheck(prepared.sql, prepared.analysis) : NO_MASKING;
-    const attempt = await this.#auditAttempt(policy, prepared.analysis, decision, prepared.sql, 'extended', prepared.upstreamName, masking);
-    if (attempt === undefined) {
-      this.#substituteExecute(spoolFullRefusal());
+    const admission = await this.#admit(prepared.sql, prepared.analysis, 'extended', prepared.upstreamName);
+    if (admission === undefined) return;
+    if (admission.kind === 'refuse') {
+      this.#substituteExecute(admission.refusal);
       return;
     }
-    if (decision.action !== 'allow') {
-      this.#substituteExecute(refusalFor(decision, policy.name));
-      return;
-    }
-    if (masking.kind === 'refuse') {
-      this.#substituteExecute(masking.refusal);
-      return;
-    }
-    const execution = this.#execution(attempt, 'extended', prepared.analysis, masking);
+    const execution = admission.execution;
     if (execution.masking !== undefined) {
       // Drivers may skip Describe (pgbench -M prepared): describe the portal ourselves so the
       // masking plan has the columns' origins and formats; the client never sees the answer.
