@@ -136,7 +136,7 @@ export function buildInjectionPatch(input: InjectionInput): InjectionResult {
     return {
       kind: 'reject',
       reason: 'multiple-policies',
-      message: `Custos refuses pod ${podName}: AccessPolicies ${names} all select it, and a pod is governed by exactly one policy; narrow their spec.selector so that one remains`,
+      message: `Custos refuses pod ${podName}: AccessPolicies ${names} select it, and a pod is governed by exactly one policy; narrow their spec.selector so that only one matches`,
     };
   }
 
