@@ -4,7 +4,7 @@
 # tests). Idempotent; needs root (apt-get). Usage: sudo test/harness/install-debian-deps.sh
 set -euo pipefail
 
-packages=(postgresql-15 postgresql-client-15 redis-server pgbouncer openssl iptables iproute2 ca-certificates)
+packages=(postgresql-15 postgresql-client-15 redis-server pgbouncer openssl iptables iproute2 ca-certificates unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
