@@ -26,7 +26,7 @@ export default tseslint.config(
   },
   {
     // Pure core: policy language and codecs never touch sockets, files, Redis or clocks directly.
-    files: ['policy/**/*.ts', 'sidecar/protocols/postgres/codec/**/*.ts', 'audit/chain/**/*.ts', 'sidecar/masking/**/*.ts', 'operator/webhook/**/*.ts'],
+    files: ['policy/**/*.ts', 'sidecar/protocols/postgres/codec/**/*.ts', 'audit/chain/**/*.ts', 'sidecar/masking/**/*.ts', 'operator/webhook/**/*.ts', 'operator/interception/**/*.ts'],
     ignores: ['**/*.test.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: IO_MODULES.map((name) => ({ name, message: 'pure module: inject I/O instead (DESIGN §1)' })) }],
