@@ -27,7 +27,8 @@ export default tseslint.config(
   {
     // Pure core: policy language and codecs never touch sockets, files, Redis or clocks directly.
     files: ['policy/**/*.ts', 'sidecar/protocols/postgres/codec/**/*.ts', 'audit/chain/**/*.ts', 'sidecar/masking/**/*.ts', 'operator/webhook/**/*.ts', 'operator/interception/**/*.ts'],
-    ignores: ['**/*.test.ts'],
+    // apply-rules.ts is the interception folder's one I/O adapter (it runs iptables-restore).
+    ignores: ['**/*.test.ts', 'operator/interception/apply-rules.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: IO_MODULES.map((name) => ({ name, message: 'pure module: inject I/O instead (DESIGN §1)' })) }],
     },
