@@ -4,13 +4,12 @@
 // the benchmark already runs, with the process id exposed for CPU accounting, an info log level
 // (what a pod runs) and an optional V8 CPU profile.
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseDocument } from 'yaml';
 import { createLocalIssuer } from '../sidecar/identity/local-issuer.ts';
-import { CI_CLAIMS, CUSTOS_CLI, ISSUER, NODE, POD_UID, REPO_ROOT } from '../test/harness/custos-stack.ts';
-import { freePort } from '../test/harness/free-port.ts';
+import { CI_CLAIMS, CUSTOS_CLI, ISSUER, NODE } from '../test/harness/custos-stack.ts';
+import { writeSidecarFiles } from '../test/harness/sidecar-files.ts';
 import type { PostgresInstance } from '../test/harness/postgres.ts';
 import { spawnManaged, stopProcess, waitFor } from '../test/harness/processes.ts';
 
@@ -58,38 +57,16 @@ export async function startBenchSidecar(options: BenchSidecarOptions): Promise<B
   const { postgres } = options;
   const dir = await mkdtemp(join(tmpdir(), 'custos-bench-sidecar-'));
   const issuer = await createLocalIssuer({ issuer: ISSUER, alg: 'ES256' });
-  const jwksFile = join(dir, 'jwks.json');
-  await issuer.writeJwksFile(jwksFile);
-
-  const policyDoc = parseDocument(await readFile(join(REPO_ROOT, 'examples', 'policy.yaml'), 'utf8'));
-  policyDoc.setIn(['spec', 'issuers', 0, 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'issuers', 0, 'jwksFile'], jwksFile);
-  policyDoc.setIn(['spec', 'subjects', 1, 'oidc', 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'targets', 0, 'host'], postgres.host);
-  policyDoc.setIn(['spec', 'targets', 0, 'port'], postgres.port);
-  policyDoc.setIn(['spec', 'targets', 0, 'database'], postgres.database);
-  const policyFile = join(dir, 'policy.yaml');
-  await writeFile(policyFile, policyDoc.toString());
-
-  const credentials = join(dir, 'credentials');
-  await mkdir(join(credentials, 'billing-db'), { recursive: true });
-  await writeFile(join(credentials, 'billing-db', 'username'), postgres.user);
-  await writeFile(join(credentials, 'billing-db', 'password'), postgres.password, { mode: 0o600 });
-
-  const port = await freePort();
-  const httpPort = await freePort();
   const spoolDir = options.spoolParent !== undefined ? await mkdtemp(join(options.spoolParent, 'custos-bench-spool-')) : join(dir, 'spool');
-  const configFile = join(dir, 'sidecar.yaml');
-  await writeFile(configFile, JSON.stringify({
-    policyFile,
-    listen: { host: '127.0.0.1', ports: { billing: port } },
-    http: { host: '127.0.0.1', port: httpPort },
-    credentialsDir: credentials,
-    spool: { dir: spoolDir, maxBytes: options.spoolMaxBytes ?? 8 * 1024 * 1024 * 1024 },
-    gateway: { id: 'custos-bench', podUid: POD_UID },
-    shutdownGraceSeconds: 2,
+  const { configFile, port, httpPort } = await writeSidecarFiles({
+    dir,
+    postgres,
+    issuer,
+    spoolDir,
+    spoolMaxBytes: options.spoolMaxBytes ?? 8 * 1024 * 1024 * 1024,
+    gatewayId: 'custos-bench',
     logLevel: options.logLevel ?? 'info',
-  }));
+  });
 
   const env = { ...process.env };
   delete env['REDIS_URL'];

@@ -2,29 +2,25 @@
 // optional Redis, a local token issuer, and the Custos sidecar started as its own process with
 // `custos sidecar --config FILE`, exactly as a pod runs it.
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { parseDocument } from 'yaml';
 import { createLocalIssuer, type LocalIssuer } from '../../sidecar/identity/local-issuer.ts';
-import { freePort } from './free-port.ts';
 import { startPostgres, type PostgresInstance, type PostgresOptions } from './postgres.ts';
+import { ISSUER, REPO_ROOT, writeSidecarFiles, type PolicyDocument } from './sidecar-files.ts';
 import { spawnManaged, stopProcess, waitFor } from './processes.ts';
 import { startRedis, type RedisInstance } from './redis.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export { ISSUER, POD_UID, REPO_ROOT } from './sidecar-files.ts';
 export const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
 export const CUSTOS_CLI = join(REPO_ROOT, 'cli', 'custos.ts');
-export const ISSUER = 'https://issuer.custos.test';
-export const POD_UID = 'pod-uid-0001';
 
 export interface StackOptions {
   readonly postgres?: PostgresOptions;
   readonly redis?: boolean;
   /** Edits the policy document (a `yaml` Document of examples/policy.yaml, already pointed at the stack). */
-  readonly editPolicy?: (doc: ReturnType<typeof parseDocument>) => void;
+  readonly editPolicy?: (doc: PolicyDocument) => void;
   readonly spoolMaxBytes?: number;
   readonly extraConfig?: Record<string, unknown>;
 }
@@ -57,48 +53,16 @@ export async function startCustosStack(options: StackOptions = {}): Promise<Cust
   const postgres = await startPostgres(options.postgres ?? {});
   const redis = options.redis === true ? await startRedis() : undefined;
   const issuer = await createLocalIssuer({ issuer: ISSUER, alg: 'ES256' });
-  const jwksFile = join(dir, 'jwks.json');
-  await issuer.writeJwksFile(jwksFile);
-
-  const policyDoc = parseDocument(await readFile(join(REPO_ROOT, 'examples', 'policy.yaml'), 'utf8'));
-  policyDoc.setIn(['spec', 'issuers', 0, 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'issuers', 0, 'jwksFile'], jwksFile);
-  policyDoc.setIn(['spec', 'subjects', 1, 'oidc', 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'targets', 0, 'host'], postgres.host);
-  policyDoc.setIn(['spec', 'targets', 0, 'port'], postgres.port);
-  policyDoc.setIn(['spec', 'targets', 0, 'database'], postgres.database);
-  if (postgres.caCertPath !== undefined) {
-    policyDoc.setIn(['spec', 'targets', 0, 'tls'], { mode: 'verify-full', caSecretName: 'billing-ca', serverName: 'localhost' });
-  }
-  options.editPolicy?.(policyDoc);
-  const policyFile = join(dir, 'policy.yaml');
-  await writeFile(policyFile, policyDoc.toString());
-
-  const credentials = join(dir, 'credentials');
-  await mkdir(join(credentials, 'billing-db'), { recursive: true });
-  await writeFile(join(credentials, 'billing-db', 'username'), postgres.user);
-  await writeFile(join(credentials, 'billing-db', 'password'), postgres.password, { mode: 0o600 });
-  if (postgres.caCertPath !== undefined) {
-    await mkdir(join(credentials, 'billing-ca'), { recursive: true });
-    await writeFile(join(credentials, 'billing-ca', 'ca.crt'), await readFile(postgres.caCertPath));
-  }
-
-  const port = await freePort();
-  const httpPort = await freePort();
-  const spoolDir = join(dir, 'spool');
-  const configFile = join(dir, 'sidecar.yaml');
-  await writeFile(configFile, JSON.stringify({
-    policyFile,
-    listen: { host: '127.0.0.1', ports: { billing: port } },
-    http: { host: '127.0.0.1', port: httpPort },
-    credentialsDir: credentials,
-    spool: { dir: spoolDir, maxBytes: options.spoolMaxBytes ?? 64 * 1024 * 1024 },
-    ...(redis !== undefined ? { redisUrl: redis.url } : {}),
-    gateway: { id: 'custos-test', podUid: POD_UID },
-    shutdownGraceSeconds: 2,
+  const { policyFile, configFile, spoolDir, port, httpPort } = await writeSidecarFiles({
+    dir,
+    postgres,
+    issuer,
+    ...(options.editPolicy !== undefined ? { editPolicy: options.editPolicy } : {}),
+    spoolMaxBytes: options.spoolMaxBytes ?? 64 * 1024 * 1024,
+    gatewayId: 'custos-test',
     logLevel: 'debug',
-    ...options.extraConfig,
-  }));
+    extraConfig: { ...(redis !== undefined ? { redisUrl: redis.url } : {}), ...options.extraConfig },
+  });
 
   let child: ChildProcess | undefined;
   let logs = '';
