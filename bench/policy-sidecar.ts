@@ -1,16 +1,15 @@
 // A benchmark sidecar whose policy the caller edits (e.g. adds `spec.masking`), with extra files
-// (an HMAC key) next to it. Wired exactly like bench/custos-sidecar.ts — the example policy pointed
-// at a local issuer and the given PostgreSQL, credentials in a Secret-style folder, the audit spool
-// on local disk with group-committed datasync, no Redis, log level info — which has no policy hook;
-// this is that file plus `editPolicy` and `files`.
+// (an HMAC key) next to it. Laid out by test/harness/sidecar-files.ts like bench/custos-sidecar.ts —
+// the example policy pointed at a local issuer and the given PostgreSQL, credentials in a
+// Secret-style folder, the audit spool on local disk with group-committed datasync, no Redis, log
+// level info — which has no policy hook; this is that sidecar plus `editPolicy` and `files`.
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseDocument } from 'yaml';
 import { createLocalIssuer } from '../sidecar/identity/local-issuer.ts';
-import { CI_CLAIMS, CUSTOS_CLI, ISSUER, NODE, POD_UID, REPO_ROOT } from '../test/harness/custos-stack.ts';
-import { freePort } from '../test/harness/free-port.ts';
+import { CI_CLAIMS, CUSTOS_CLI, ISSUER, NODE } from '../test/harness/custos-stack.ts';
+import { writeSidecarFiles, type PolicyDocument } from '../test/harness/sidecar-files.ts';
 import type { PostgresInstance } from '../test/harness/postgres.ts';
 import { spawnManaged, stopProcess, waitFor } from '../test/harness/processes.ts';
 import type { BenchSidecar } from './custos-sidecar.ts';
@@ -21,7 +20,7 @@ export interface PolicySidecarOptions {
    * Edits the policy (a `yaml` Document of examples/policy.yaml, already pointed at the issuer and
    * the PostgreSQL). `dir` is the sidecar's private directory, where `files` were written.
    */
-  readonly editPolicy?: (doc: ReturnType<typeof parseDocument>, dir: string) => void;
+  readonly editPolicy?: (doc: PolicyDocument, dir: string) => void;
   /** Files written into the sidecar's directory before it starts (name → content, mode 0600). */
   readonly files?: Readonly<Record<string, string>>;
   readonly cpuProfDir?: string;
@@ -43,39 +42,15 @@ export async function startPolicySidecar(options: PolicySidecarOptions): Promise
   const dir = await mkdtemp(join(tmpdir(), 'custos-bench-sidecar-'));
   for (const [name, content] of Object.entries(options.files ?? {})) await writeFile(join(dir, name), content, { mode: 0o600 });
   const issuer = await createLocalIssuer({ issuer: ISSUER, alg: 'ES256' });
-  const jwksFile = join(dir, 'jwks.json');
-  await issuer.writeJwksFile(jwksFile);
-
-  const policyDoc = parseDocument(await readFile(join(REPO_ROOT, 'examples', 'policy.yaml'), 'utf8'));
-  policyDoc.setIn(['spec', 'issuers', 0, 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'issuers', 0, 'jwksFile'], jwksFile);
-  policyDoc.setIn(['spec', 'subjects', 1, 'oidc', 'issuer'], ISSUER);
-  policyDoc.setIn(['spec', 'targets', 0, 'host'], postgres.host);
-  policyDoc.setIn(['spec', 'targets', 0, 'port'], postgres.port);
-  policyDoc.setIn(['spec', 'targets', 0, 'database'], postgres.database);
-  options.editPolicy?.(policyDoc, dir);
-  const policyFile = join(dir, 'policy.yaml');
-  await writeFile(policyFile, policyDoc.toString());
-
-  const credentials = join(dir, 'credentials');
-  await mkdir(join(credentials, 'billing-db'), { recursive: true });
-  await writeFile(join(credentials, 'billing-db', 'username'), postgres.user);
-  await writeFile(join(credentials, 'billing-db', 'password'), postgres.password, { mode: 0o600 });
-
-  const port = await freePort();
-  const httpPort = await freePort();
-  const spoolDir = join(dir, 'spool');
-  const configFile = join(dir, 'sidecar.yaml');
-  await writeFile(configFile, JSON.stringify({
-    policyFile,
-    listen: { host: '127.0.0.1', ports: { billing: port } },
-    http: { host: '127.0.0.1', port: httpPort },
-    credentialsDir: credentials,
-    spool: { dir: spoolDir, maxBytes: options.spoolMaxBytes ?? 8 * 1024 * 1024 * 1024 },
-    gateway: { id: 'custos-bench', podUid: POD_UID },
-    shutdownGraceSeconds: 2,
+  const { configFile, port, httpPort, spoolDir } = await writeSidecarFiles({
+    dir,
+    postgres,
+    issuer,
+    ...(options.editPolicy !== undefined ? { editPolicy: (doc: PolicyDocument) => { options.editPolicy?.(doc, dir); } } : {}),
+    spoolMaxBytes: options.spoolMaxBytes ?? 8 * 1024 * 1024 * 1024,
+    gatewayId: 'custos-bench',
     logLevel: options.logLevel ?? 'info',
-  }));
+  });
 
   const env = { ...process.env };
   delete env['REDIS_URL'];
