@@ -58,7 +58,7 @@ export async function startCustosStack(options: StackOptions = {}): Promise<Cust
     postgres,
     issuer,
     ...(options.editPolicy !== undefined ? { editPolicy: options.editPolicy } : {}),
-    spoolMaxBytes: options.spoolMaxBytes ?? 64 * 1024 * 1024,
+    spoolMaxBytes: options.spoolMaxBytes ?? 1024 * 1024 * 1024, // load tests (pgbench) must not fill it; spool-full tests set their own
     gatewayId: 'custos-test',
     logLevel: 'debug',
     extraConfig: { ...(redis !== undefined ? { redisUrl: redis.url } : {}), ...options.extraConfig },
