@@ -7,6 +7,7 @@ import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { readOperatorConfig } from '../operator/operator-config.ts';
 import { kubeTools, kubectlFor, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 
@@ -138,6 +139,22 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     const extras = (await render('networkPolicy.enabled=true', 'serviceMonitor.enabled=true')).docs;
     only(extras, 'NetworkPolicy');
     only(extras, 'ServiceMonitor');
+  });
+
+  it('sets an operator environment that the operator accepts, in both certificate modes', async () => {
+    for (const set of [[], ['certManager.enabled=true', 'redis.url=redis://redis:6379/0']]) {
+      const { docs } = await render(...set);
+      const deployment = only(docs, 'Deployment') as { spec: { template: { spec: { containers: Array<{ name: string; env: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }> }> } } } };
+      const operator = deployment.spec.template.spec.containers.find((c) => c.name === 'operator');
+      assert.ok(operator);
+      const downward: Record<string, string> = { 'metadata.namespace': NAMESPACE, 'metadata.name': 'custos-operator-5f7c9-x2k4q' };
+      const env = Object.fromEntries(operator.env.map((e) => [e.name, e.value ?? downward[e.valueFrom?.fieldRef?.fieldPath ?? ''] ?? '']));
+      const config = readOperatorConfig(env, { hostname: 'unused' });
+      assert.equal(config.namespace, NAMESPACE);
+      assert.equal(config.identity, 'custos-operator-5f7c9-x2k4q');
+      assert.equal(config.webhook.configurationName, only(docs, 'MutatingWebhookConfiguration').metadata?.name);
+      assert.equal(config.webhook.certMode, set.length === 0 ? 'in-process' : 'cert-manager');
+    }
   });
 
   it('opts its own pods and the helm test pod out of injection', async () => {

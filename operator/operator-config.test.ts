@@ -1,0 +1,46 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readOperatorConfig } from './operator-config.ts';
+
+const BASE = { CUSTOS_NAMESPACE: 'custos-system' } as const;
+const HOST = { hostname: 'operator-7d9f-abcde' };
+
+describe('readOperatorConfig', () => {
+  it('fills defaults that match the chart and the injection defaults', () => {
+    const config = readOperatorConfig(BASE, HOST);
+    assert.equal(config.namespace, 'custos-system');
+    assert.equal(config.identity, 'operator-7d9f-abcde');
+    assert.equal(config.webhook.port, 9443);
+    assert.equal(config.webhook.certMode, 'in-process');
+    assert.equal(config.metrics.port, 9090);
+    assert.equal(config.redisUrl, undefined);
+    assert.equal(config.injection.proxyUid, 17337);
+  });
+
+  it('takes images and Redis from the environment into the injection settings', () => {
+    const config = readOperatorConfig({ ...BASE, CUSTOS_SIDECAR_IMAGE: 'reg/custos:1.2.3', CUSTOS_INIT_IMAGE: 'reg/custos-init:1.2.3', CUSTOS_REDIS_URL: 'redis://redis:6379/0' }, HOST);
+    assert.equal(config.injection.images.sidecar, 'reg/custos:1.2.3');
+    assert.equal(config.injection.images.init, 'reg/custos-init:1.2.3');
+    assert.equal(config.injection.redisUrl, 'redis://redis:6379/0');
+    assert.equal(config.redisUrl, 'redis://redis:6379/0');
+  });
+
+  it('splits extra certificate names', () => {
+    assert.deepEqual(readOperatorConfig({ ...BASE, CUSTOS_WEBHOOK_EXTRA_NAMES: '127.0.0.1, localhost,' }, HOST).webhook.extraNames, ['127.0.0.1', 'localhost']);
+  });
+
+  for (const [env, message] of [
+    [{}, /CUSTOS_NAMESPACE: required but not set/],
+    [{ CUSTOS_NAMESPACE: 'Custos_System' }, /CUSTOS_NAMESPACE: "Custos_System" is not a valid Kubernetes name/],
+    [{ ...BASE, CUSTOS_WEBHOOK_PORT: '70000' }, /CUSTOS_WEBHOOK_PORT: "70000" is not a TCP port/],
+    [{ ...BASE, CUSTOS_METRICS_PORT: '90x' }, /CUSTOS_METRICS_PORT: "90x" is not a TCP port/],
+    [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'self-signed' }, /CUSTOS_WEBHOOK_CERT_MODE: "self-signed" is not one of in-process, cert-manager/],
+    [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'cert-manager' }, /CUSTOS_WEBHOOK_CERT_DIR: required when CUSTOS_WEBHOOK_CERT_MODE is cert-manager/],
+    [{ ...BASE, CUSTOS_REDIS_URL: 'http://redis' }, /CUSTOS_REDIS_URL: must start with redis:\/\//],
+    [{ ...BASE, CUSTOS_LEASE_NAME: 'lease/x' }, /CUSTOS_LEASE_NAME: "lease\/x" is not a valid Kubernetes name/],
+  ] as const) {
+    it(`refuses ${JSON.stringify(env)}`, () => {
+      assert.throws(() => readOperatorConfig(env, HOST), (e: unknown) => e instanceof Error && message.test(e.message) && (e as { code?: string }).code === 'ERR_OPERATOR_CONFIG_INVALID');
+    });
+  }
+});

@@ -1,0 +1,111 @@
+// The operator's configuration, read from the environment the chart sets (charts/custos/templates/
+// deployment.yaml is the other half of this contract; test/operator-config.test.ts renders the
+// chart and feeds its env through this parser). Pure: takes the environment as a record, so the
+// wiring (operator/main.ts) and the tests share one parser. Every problem names the variable.
+import { CustosError } from '../lib/errors.ts';
+import { DEFAULT_INJECTION_SETTINGS, validateInjectionSettings, type InjectionSettings } from './webhook/injection-settings.ts';
+
+export type CertMode = 'in-process' | 'cert-manager';
+
+export interface OperatorConfig {
+  /** The release namespace: the Lease and the webhook CA Secret live here. */
+  readonly namespace: string;
+  /** Leader-election identity (the pod name under Kubernetes). */
+  readonly identity: string;
+  readonly logLevel: string;
+  readonly leaseName: string;
+  readonly webhook: {
+    readonly configurationName: string;
+    readonly serviceName: string;
+    readonly host: string;
+    readonly port: number;
+    readonly certMode: CertMode;
+    /** cert-manager mode: the mounted Secret (tls.crt, tls.key, ca.crt). */
+    readonly certDir?: string;
+    /** in-process mode: the Secret holding the CA the leader generated. */
+    readonly caSecretName: string;
+    /** Extra subject alternative names for the serving certificate (local clusters: 127.0.0.1). */
+    readonly extraNames: readonly string[];
+  };
+  readonly metrics: { readonly host: string; readonly port: number };
+  readonly redisUrl?: string;
+  /** A kubeconfig file; absent in a pod, where the in-cluster service account is used. */
+  readonly kubeconfig?: string;
+  readonly injection: InjectionSettings;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function fail(variable: string, problem: string): never {
+  throw new CustosError('ERR_OPERATOR_CONFIG_INVALID', `invalid operator configuration: ${variable}: ${problem}`);
+}
+
+function text(env: Env, variable: string, fallback?: string): string {
+  const value = env[variable];
+  if (value !== undefined && value !== '') return value;
+  if (fallback !== undefined) return fallback;
+  return fail(variable, 'required but not set');
+}
+
+function port(env: Env, variable: string, fallback: number): number {
+  const value = env[variable];
+  if (value === undefined || value === '') return fallback;
+  if (!/^[0-9]{1,5}$/.test(value) || Number(value) > 65535) fail(variable, `${JSON.stringify(value)} is not a TCP port`);
+  return Number(value);
+}
+
+/** Kubernetes object names (RFC 1123 subdomain, which Leases, Secrets and configurations use). */
+function objectName(env: Env, variable: string, fallback?: string): string {
+  const value = text(env, variable, fallback);
+  if (value.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value)) {
+    fail(variable, `${JSON.stringify(value)} is not a valid Kubernetes name (lowercase RFC 1123 subdomain)`);
+  }
+  return value;
+}
+
+function certMode(env: Env): CertMode {
+  const value = text(env, 'CUSTOS_WEBHOOK_CERT_MODE', 'in-process');
+  if (value !== 'in-process' && value !== 'cert-manager') fail('CUSTOS_WEBHOOK_CERT_MODE', `${JSON.stringify(value)} is not one of in-process, cert-manager`);
+  return value;
+}
+
+/** Parses the operator's environment; throws ERR_OPERATOR_CONFIG_INVALID naming the variable. */
+export function readOperatorConfig(env: Env, defaults: { hostname: string }): OperatorConfig {
+  const mode = certMode(env);
+  const certDir = env.CUSTOS_WEBHOOK_CERT_DIR;
+  if (mode === 'cert-manager' && (certDir === undefined || certDir === '')) {
+    fail('CUSTOS_WEBHOOK_CERT_DIR', 'required when CUSTOS_WEBHOOK_CERT_MODE is cert-manager');
+  }
+  const redisUrl = env.CUSTOS_REDIS_URL !== undefined && env.CUSTOS_REDIS_URL !== '' ? env.CUSTOS_REDIS_URL : undefined;
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) fail('CUSTOS_REDIS_URL', 'must start with redis:// or rediss://');
+  const injection: InjectionSettings = {
+    ...DEFAULT_INJECTION_SETTINGS,
+    images: {
+      ...DEFAULT_INJECTION_SETTINGS.images,
+      sidecar: text(env, 'CUSTOS_SIDECAR_IMAGE', DEFAULT_INJECTION_SETTINGS.images.sidecar),
+      init: text(env, 'CUSTOS_INIT_IMAGE', DEFAULT_INJECTION_SETTINGS.images.init),
+    },
+    ...(redisUrl === undefined ? {} : { redisUrl }),
+  };
+  const kubeconfig = env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined;
+  return {
+    namespace: objectName(env, 'CUSTOS_NAMESPACE'),
+    identity: text(env, 'CUSTOS_POD_NAME', defaults.hostname),
+    logLevel: text(env, 'CUSTOS_LOG_LEVEL', 'info'),
+    leaseName: objectName(env, 'CUSTOS_LEASE_NAME', 'custos-operator'),
+    webhook: {
+      configurationName: objectName(env, 'CUSTOS_WEBHOOK_CONFIGURATION', 'custos-sidecar-injector'),
+      serviceName: objectName(env, 'CUSTOS_WEBHOOK_SERVICE', 'custos-webhook'),
+      host: text(env, 'CUSTOS_WEBHOOK_HOST', '0.0.0.0'),
+      port: port(env, 'CUSTOS_WEBHOOK_PORT', 9443),
+      certMode: mode,
+      ...(mode === 'cert-manager' && certDir !== undefined ? { certDir } : {}),
+      caSecretName: objectName(env, 'CUSTOS_WEBHOOK_CA_SECRET', 'custos-webhook-ca'),
+      extraNames: (env.CUSTOS_WEBHOOK_EXTRA_NAMES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
+    },
+    metrics: { host: text(env, 'CUSTOS_METRICS_HOST', '0.0.0.0'), port: port(env, 'CUSTOS_METRICS_PORT', 9090) },
+    ...(redisUrl === undefined ? {} : { redisUrl }),
+    ...(kubeconfig === undefined ? {} : { kubeconfig }),
+    injection: validateInjectionSettings(injection),
+  };
+}
