@@ -2,41 +2,23 @@
 // `helm lint --strict`, the values schema, and `helm template` output applied to the API double.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { readOperatorConfig } from '../operator/operator-config.ts';
-import { kubeTools, kubectlFor, type Kubectl } from './harness/kube-tools.ts';
+import { helm, kubectlFor, renderChart, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 
 const ADMIN_TOKEN = 'admin-token-for-chart-tests';
 const CHART = 'charts/custos';
 const NAMESPACE = 'custos-system';
 
-interface Result { readonly code: number; readonly stdout: string; readonly stderr: string }
 type Doc = Record<string, unknown> & { kind?: string; metadata?: { name?: string; annotations?: Record<string, string> } };
 
-let helmHome: string | undefined;
-
-async function helm(args: readonly string[]): Promise<Result> {
-  const { helm: bin } = await kubeTools();
-  helmHome ??= await mkdtemp(join(tmpdir(), 'custos-helm-'));
-  const home = helmHome;
-  const env = { ...process.env, HOME: home, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
-  return new Promise((resolve) => {
-    execFile(bin, args, { env, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
-
 async function render(...set: string[]): Promise<{ text: string; docs: Doc[] }> {
-  const r = await helm(['template', 'custos', CHART, '-n', NAMESPACE, ...set.flatMap((s) => ['--set', s])]);
-  assert.equal(r.code, 0, r.stderr);
-  const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc | null).filter((d): d is Doc => d !== null);
-  return { text: r.stdout, docs };
+  const text = await renderChart(NAMESPACE, set);
+  const docs = parseAllDocuments(text).map((d) => d.toJS() as Doc | null).filter((d): d is Doc => d !== null);
+  return { text, docs };
 }
 
 function only(docs: readonly Doc[], kind: string): Doc {

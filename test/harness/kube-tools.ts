@@ -4,7 +4,7 @@
 // writer for a server, its CA and a bearer token.
 import { access, chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -80,6 +80,28 @@ export async function writeKubeconfig(options: KubeconfigOptions): Promise<strin
   };
   await writeFile(path, stringify(config), { mode: 0o600 });
   return path;
+}
+
+/** Runs the real helm to completion with its own HOME and caches; never rejects on a non-zero exit. */
+export async function helm(args: readonly string[]): Promise<KubectlResult> {
+  const { helm: bin } = await kubeTools();
+  helmHome ??= await mkdtemp(join(tmpdir(), 'custos-helm-'));
+  const home = helmHome;
+  const env = { ...process.env, HOME: home, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+  return new Promise((resolvePromise) => {
+    execFile(bin, args, { env, maxBuffer: 32 * 1024 * 1024 }, (error, stdout, stderr) => {
+      resolvePromise({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+let helmHome: string | undefined;
+
+/** `helm template` of charts/custos as release `custos` in `namespace`, with `--set` values. */
+export async function renderChart(namespace: string, set: readonly string[] = []): Promise<string> {
+  const r = await helm(['template', 'custos', join(REPO_ROOT, 'charts', 'custos'), '-n', namespace, ...set.flatMap((s) => ['--set', s])]);
+  if (r.code !== 0) throw new Error(`helm template exited with ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout;
 }
 
 export interface KubectlResult {
