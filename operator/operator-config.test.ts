@@ -15,6 +15,7 @@ describe('readOperatorConfig', () => {
     assert.equal(config.metrics.port, 9090);
     assert.equal(config.redisUrl, undefined);
     assert.equal(config.injection.proxyUid, 17337);
+    assert.deepEqual(config.lease, { durationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 });
   });
 
   it('takes images and Redis from the environment into the injection settings', () => {
@@ -37,6 +38,9 @@ describe('readOperatorConfig', () => {
     [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'self-signed' }, /CUSTOS_WEBHOOK_CERT_MODE: "self-signed" is not one of in-process, cert-manager/],
     [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'cert-manager' }, /CUSTOS_WEBHOOK_CERT_DIR: required when CUSTOS_WEBHOOK_CERT_MODE is cert-manager/],
     [{ ...BASE, CUSTOS_REDIS_URL: 'http://redis' }, /CUSTOS_REDIS_URL: must start with redis:\/\//],
+    [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '0' }, /CUSTOS_LEASE_DURATION_SECONDS: "0" is not a whole number of seconds/],
+    [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '10' }, /CUSTOS_LEASE_RENEW_DEADLINE_SECONDS: 10 must be less than the lease duration \(10\)/],
+    [{ ...BASE, CUSTOS_LEASE_RENEW_DEADLINE_SECONDS: '2' }, /CUSTOS_LEASE_RETRY_PERIOD_SECONDS: 2 must be less than the renew deadline \(2\)/],
     [{ ...BASE, CUSTOS_LEASE_NAME: 'lease/x' }, /CUSTOS_LEASE_NAME: "lease\/x" is not a valid Kubernetes name/],
   ] as const) {
     it(`refuses ${JSON.stringify(env)}`, () => {

@@ -14,6 +14,8 @@ export interface OperatorConfig {
   readonly identity: string;
   readonly logLevel: string;
   readonly leaseName: string;
+  /** Leader election timings (controller-runtime defaults: 15 s, 10 s, 2 s). */
+  readonly lease: { readonly durationSeconds: number; readonly renewDeadlineSeconds: number; readonly retryPeriodSeconds: number };
   readonly webhook: {
     readonly configurationName: string;
     readonly serviceName: string;
@@ -55,6 +57,13 @@ function port(env: Env, variable: string, fallback: number): number {
 }
 
 /** Kubernetes object names (RFC 1123 subdomain, which Leases, Secrets and configurations use). */
+function seconds(env: Env, variable: string, fallback: number): number {
+  const value = env[variable];
+  if (value === undefined || value === '') return fallback;
+  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > 3600) fail(variable, `${JSON.stringify(value)} is not a whole number of seconds between 1 and 3600`);
+  return Number(value);
+}
+
 function objectName(env: Env, variable: string, fallback?: string): string {
   const value = text(env, variable, fallback);
   if (value.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(value)) {
@@ -87,12 +96,21 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
     },
     ...(redisUrl === undefined ? {} : { redisUrl }),
   };
+  const lease = {
+    durationSeconds: seconds(env, 'CUSTOS_LEASE_DURATION_SECONDS', 15),
+    renewDeadlineSeconds: seconds(env, 'CUSTOS_LEASE_RENEW_DEADLINE_SECONDS', 10),
+    retryPeriodSeconds: seconds(env, 'CUSTOS_LEASE_RETRY_PERIOD_SECONDS', 2),
+  };
+  // client-go's own checks (leaderelection.NewLeaderElector): otherwise two leaders can overlap.
+  if (lease.renewDeadlineSeconds >= lease.durationSeconds) fail('CUSTOS_LEASE_RENEW_DEADLINE_SECONDS', `${lease.renewDeadlineSeconds} must be less than the lease duration (${lease.durationSeconds})`);
+  if (lease.retryPeriodSeconds >= lease.renewDeadlineSeconds) fail('CUSTOS_LEASE_RETRY_PERIOD_SECONDS', `${lease.retryPeriodSeconds} must be less than the renew deadline (${lease.renewDeadlineSeconds})`);
   const kubeconfig = env.KUBECONFIG !== undefined && env.KUBECONFIG !== '' ? env.KUBECONFIG : undefined;
   return {
     namespace: objectName(env, 'CUSTOS_NAMESPACE'),
     identity: text(env, 'CUSTOS_POD_NAME', defaults.hostname),
     logLevel: text(env, 'CUSTOS_LOG_LEVEL', 'info'),
     leaseName: objectName(env, 'CUSTOS_LEASE_NAME', 'custos-operator'),
+    lease,
     webhook: {
       configurationName: objectName(env, 'CUSTOS_WEBHOOK_CONFIGURATION', 'custos-sidecar-injector'),
       serviceName: objectName(env, 'CUSTOS_WEBHOOK_SERVICE', 'custos-webhook'),
