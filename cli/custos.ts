@@ -3,6 +3,7 @@
 import { runAuditTail } from './commands/audit-tail.ts';
 import { runAuditVerify } from './commands/audit-verify.ts';
 import { runDemo } from './commands/demo.ts';
+import { runInit } from './commands/init.ts';
 import { runPolicyCheck } from './commands/policy-check.ts';
 import { runSidecar } from './commands/sidecar.ts';
 import { isCustosError } from '../lib/errors.ts';
@@ -11,6 +12,8 @@ const USAGE = `usage: custos <command> [options]
 
 commands:
   sidecar --config FILE                 run the data-path sidecar
+  init [--dry-run]                      install the interception rules of CUSTOS_INTERCEPTION (the
+                                        custos-init container); --dry-run prints them instead
   policy check --policy FILE [--identity JSON] [--target NAME] [--search-path a,b] [--sql TEXT]
                                         print the decision for a statement as JSON; without --sql,
                                         read JSON lines {"sql","identity","target"} on stdin
@@ -26,6 +29,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'sidecar':
       return runSidecar(argv.slice(1));
+    case 'init':
+      return runInit(argv.slice(1));
     case 'policy':
       if (sub === 'check') return runPolicyCheck(rest);
       break;
