@@ -10,6 +10,15 @@ import { CustosError } from '../lib/errors.ts';
 export interface SidecarConfig {
   /** AccessPolicy YAML (a mounted ConfigMap in Kubernetes); reloaded when it changes. */
   readonly policyFile: string;
+  readonly policyReload: {
+    /** How often the policy file is re-read. */
+    readonly pollIntervalMs: number;
+    /**
+     * The policy whose operator announcements to follow on Redis (`custos:policy:<namespace>/<name>`)
+     * for a fast re-read of the file; only with `redisUrl`. See sidecar/policy-announcements.ts.
+     */
+    readonly announcements?: { readonly namespace: string; readonly name: string };
+  };
   readonly listen: { readonly host: string; readonly ports: Readonly<Record<string, number>> };
   readonly http: { readonly host: string; readonly port: number };
   /** Directory holding one folder per credentials Secret, one file per key (Secret volume layout). */
@@ -38,6 +47,22 @@ const schema = {
   required: ['policyFile'],
   properties: {
     policyFile: { type: 'string', minLength: 1 },
+    policyReload: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        pollIntervalMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
+        announcements: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['namespace', 'name'],
+          properties: {
+            namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63 },
+            name: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', maxLength: 253 },
+          },
+        },
+      },
+    },
     listen: {
       type: 'object',
       additionalProperties: false,
@@ -117,6 +142,7 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
   }
   const c = doc as Record<string, unknown> & {
     policyFile: string;
+    policyReload?: { pollIntervalMs?: number; announcements?: { namespace: string; name: string } };
     listen?: { host?: string; ports?: Record<string, number> };
     http?: { host?: string; port?: number };
     credentialsDir?: string;
@@ -137,6 +163,10 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
   const wi = c.workloadIdentity;
   return {
     policyFile: path(c.policyFile),
+    policyReload: {
+      pollIntervalMs: c.policyReload?.pollIntervalMs ?? 1000,
+      ...(c.policyReload?.announcements !== undefined ? { announcements: { namespace: c.policyReload.announcements.namespace, name: c.policyReload.announcements.name } } : {}),
+    },
     listen: { host: c.listen?.host ?? '127.0.0.1', ports: c.listen?.ports ?? {} },
     http: { host: c.http?.host ?? '127.0.0.1', port: c.http?.port ?? 9187 },
     credentialsDir: path(c.credentialsDir ?? '/var/run/custos/credentials'),

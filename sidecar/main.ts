@@ -17,6 +17,7 @@ import { IssuerKeys } from './identity/issuer-keys.ts';
 import { createTokenVerifier } from './identity/token-verifier.ts';
 import { WorkloadIdentity } from './identity/workload-identity.ts';
 import { createMetrics, type SidecarMetrics } from './metrics.ts';
+import { PolicyAnnouncementListener } from './policy-announcements.ts';
 import { PolicyStore } from './policy-store.ts';
 import { MaskingService } from './masking-service.ts';
 import { CancelRegistry } from './protocols/postgres/cancel-registry.ts';
@@ -37,7 +38,13 @@ export interface Sidecar {
 export async function startSidecar(config: SidecarConfig, logger: Logger, options: { metrics?: SidecarMetrics } = {}): Promise<Sidecar> {
   const metrics = options.metrics ?? createMetrics();
   await loadSqlParser();
-  const policy = await PolicyStore.open(config.policyFile, { logger, metrics });
+  const policy = await PolicyStore.open(config.policyFile, { logger, metrics, pollIntervalMs: config.policyReload.pollIntervalMs });
+  // Optional fast path for policy changes; it never blocks start-up, nor fails without Redis.
+  const announced = config.policyReload.announcements;
+  const announcements = config.redisUrl !== undefined && announced !== undefined
+    ? new PolicyAnnouncementListener({ redisUrl: config.redisUrl, policy: announced, store: policy, logger, metrics })
+    : undefined;
+  announcements?.start();
 
   const spool = await SpoolWriter.open({
     dir: config.spool.dir,
@@ -186,6 +193,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       clearInterval(spoolGauge);
       await spool.close();
       if (shipper) await shipper.stop();
+      await announcements?.close();
       policy.close();
       callers.close();
       for (const m of maskingServices.values()) m.close();

@@ -15,6 +15,10 @@ export interface SidecarMetrics {
   readonly shippedEvents: Counter;
   readonly redisUp: Gauge;
   readonly policyReloads: Counter<'result'>;
+  /** Operator announcements on Redis (sidecar/policy-announcements.ts), by what was done with them. */
+  readonly policyAnnouncements: Counter<'result'>;
+  readonly policyAnnouncementsApplied: Counter;
+  readonly policyAnnouncementsUnconfirmed: Counter;
   readonly protocolErrors: Counter<'code'>;
 }
 
@@ -41,6 +45,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Sidec
     shippedEvents: new Counter({ name: 'custos_audit_shipped_events_total', help: 'Audit events shipped to the Redis stream.', registers }),
     redisUp: new Gauge({ name: 'custos_redis_up', help: '1 while the audit shipper is connected to Redis.', registers }),
     policyReloads: new Counter({ name: 'custos_policy_reloads_total', help: 'Policy file (re)loads by result.', labelNames: ['result'], registers }),
+    policyAnnouncements: new Counter({
+      name: 'custos_policy_announcements_received_total',
+      help: 'Policy announcements received on Redis: tracked (file re-read until it matches), current, foreign or malformed.',
+      labelNames: ['result'],
+      registers,
+    }),
+    policyAnnouncementsApplied: new Counter({ name: 'custos_policy_announcements_applied_total', help: 'Announced policy digests that the mounted policy file then carried and that took effect.', registers }),
+    policyAnnouncementsUnconfirmed: new Counter({
+      name: 'custos_policy_announcements_unconfirmed_total',
+      help: 'Announced policy digests the mounted file never carried within the fast-poll window (nothing changed).',
+      registers,
+    }),
     protocolErrors: new Counter({ name: 'custos_protocol_errors_total', help: 'Connections closed for protocol violations, by error code.', labelNames: ['code'], registers }),
   };
 }

@@ -27,7 +27,12 @@ export class PolicyStore {
   readonly #logger: Logger;
   readonly #metrics: SidecarMetrics | undefined;
   #current: CompiledPolicy;
+  /** SHA-256 of the file text last read, valid or not (so a broken file is not recompiled every poll). */
   #digest: string;
+  /** SHA-256 of the file text the policy in force was compiled from. */
+  #currentDigest: string;
+  /** The reload in progress: reloads run one at a time (see reload). */
+  #reloading: Promise<boolean> = Promise.resolve(false);
   #timer: NodeJS.Timeout | undefined;
   #lastError: string | undefined;
   readonly #listeners: Array<(policy: CompiledPolicy) => void> = [];
@@ -36,12 +41,13 @@ export class PolicyStore {
     this.#file = file;
     this.#current = loaded.policy;
     this.#digest = loaded.digest;
+    this.#currentDigest = loaded.digest;
     this.#logger = logger;
     this.#metrics = metrics;
   }
 
   /** Loads the policy (failing fast when it is invalid) and polls the file for changes. */
-  static async open(file: string, options: { logger: Logger; metrics?: SidecarMetrics; pollIntervalMs?: number }): Promise<PolicyStore> {
+  static async open(file: string, options: { logger: Logger; metrics?: SidecarMetrics; pollIntervalMs?: number | undefined }): Promise<PolicyStore> {
     const loaded = await loadPolicyFile(file);
     const store = new PolicyStore(file, loaded, options.logger, options.metrics);
     options.metrics?.policyReloads.inc({ result: 'loaded' });
@@ -55,6 +61,11 @@ export class PolicyStore {
     return this.#current;
   }
 
+  /** SHA-256 (hex) of the policy file text in force; what policy announcements name. */
+  get digest(): string {
+    return this.#currentDigest;
+  }
+
   /** The message of the last failed reload, until a reload succeeds. */
   get lastError(): string | undefined {
     return this.#lastError;
@@ -64,8 +75,18 @@ export class PolicyStore {
     this.#listeners.push(listener);
   }
 
-  /** Re-reads the file; swaps the policy if it changed and is valid. */
-  async reload(): Promise<boolean> {
+  /**
+   * Re-reads the file; swaps the policy if it changed and is valid. Calls are queued, one at a time:
+   * the poll timer and policy announcements both reload, and an overlapping read that started
+   * earlier could otherwise finish later and put an older file's policy back in force.
+   */
+  reload(): Promise<boolean> {
+    const next = this.#reloading.then(() => this.#reloadOnce());
+    this.#reloading = next.catch(() => false); // a throwing listener must not stop later reloads
+    return next;
+  }
+
+  async #reloadOnce(): Promise<boolean> {
     let text: string;
     try {
       text = await readFile(this.#file, 'utf8');
@@ -79,6 +100,7 @@ export class PolicyStore {
       const policy = compilePolicy(parsePolicyYaml(text, this.#file), { version: digest.slice(0, 12) });
       this.#current = policy;
       this.#digest = digest;
+      this.#currentDigest = digest;
       this.#lastError = undefined;
       this.#metrics?.policyReloads.inc({ result: 'reloaded' });
       this.#logger.info({ policy: policy.name, version: policy.version }, 'policy reloaded');

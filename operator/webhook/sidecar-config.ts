@@ -78,6 +78,11 @@ export function renderSidecarConfig(policy: AccessPolicy, settings: InjectionSet
     credentialsDir: MOUNT_PATHS.credentialsDir,
     spool: { dir: MOUNT_PATHS.spoolDir, maxBytes: settings.spool.maxBytes },
     ...(settings.redisUrl !== undefined ? { redisUrl: settings.redisUrl } : {}),
+    // With Redis, follow the operator's announcements of this policy: the kubelet refreshes the
+    // mounted file only every minute or so (operator/announce/policy-announcement.ts).
+    ...(settings.redisUrl !== undefined && policy.metadata.namespace !== undefined
+      ? { policyReload: { announcements: { namespace: policy.metadata.namespace, name: policy.metadata.name } } }
+      : {}),
     ...(wi !== undefined
       ? { workloadIdentity: { tokenFile: TOKEN_FILE, issuer: wi.issuer, audience: settings.serviceAccountToken.audience, jwksUri: wi.jwksUri } }
       : {}),
