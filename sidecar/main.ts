@@ -39,12 +39,6 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
   const metrics = options.metrics ?? createMetrics();
   await loadSqlParser();
   const policy = await PolicyStore.open(config.policyFile, { logger, metrics, pollIntervalMs: config.policyReload.pollIntervalMs });
-  // Optional fast path for policy changes; it never blocks start-up, nor fails without Redis.
-  const announced = config.policyReload.announcements;
-  const announcements = config.redisUrl !== undefined && announced !== undefined
-    ? new PolicyAnnouncementListener({ redisUrl: config.redisUrl, policy: announced, store: policy, logger, metrics })
-    : undefined;
-  announcements?.start();
 
   const spool = await SpoolWriter.open({
     dir: config.spool.dir,
@@ -172,6 +166,13 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
   metrics.spoolFull.set(0);
   const spoolGauge = setInterval(() => { metrics.spoolFull.set(spool.full ? 1 : 0); }, 1000);
   spoolGauge.unref();
+  // Optional fast path for policy changes, started once everything else is up (a failed start-up
+  // leaves no Redis connection behind); it never waits for Redis, nor fails without it.
+  const announced = config.policyReload.announcements;
+  const announcements = config.redisUrl !== undefined && announced !== undefined
+    ? new PolicyAnnouncementListener({ redisUrl: config.redisUrl, policy: announced, store: policy, logger, metrics })
+    : undefined;
+  announcements?.start();
 
   return {
     listeners,
