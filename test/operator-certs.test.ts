@@ -25,6 +25,7 @@ import type { ServingCertificate } from '../operator/certs/certificate-source.ts
 import type { Clock } from '../operator/certs/clock.ts';
 import { FileCertificateSource } from '../operator/certs/file-certificate-source.ts';
 import { RotatingServingCertificate, type AuthoritySource } from '../operator/certs/serving-cert.ts';
+import { startWebhookCertificates } from '../operator/certs/webhook-certificates.ts';
 import { DEFAULT_INJECTION_SETTINGS } from '../operator/webhook/injection-settings.ts';
 import { kubectlFor, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
@@ -449,5 +450,72 @@ describe('cert-manager mode: certificate files from a mounted Secret', () => {
       source.close();
       await server.close(100);
     }
+  });
+});
+
+describe('startWebhookCertificates (what the wiring calls)', () => {
+  let api: KubeApi;
+  let kc: KubeConfig;
+  before(async () => {
+    api = await startKubeApi({ tokens: { 'wiring-token': { username: 'operator', groups: ['system:masters'] } } });
+    kc = new KubeConfig();
+    kc.loadFromFile(await api.kubeconfig());
+    await (await kubectlFor(await api.kubeconfig())).ok(['create', 'namespace', NS]);
+  });
+  after(async () => {
+    await api.stop();
+  });
+
+  it('in-process: a follower waits for the leader\'s CA; both serve leaves the leader\'s bundle verifies; expiry is exported', async () => {
+    const controller = new AbortController();
+    const common = {
+      mode: 'in-process' as const, kubeConfig: kc, namespace: NS, serviceName: 'custos-webhook', caSecretName: 'wiring-ca',
+      extraNames: ['127.0.0.1'], signal: controller.signal, logger: quiet, caSyncIntervalMs: 50,
+    };
+    try {
+      const followerRegistry = new Registry();
+      const follower = startWebhookCertificates({ ...common, leadership: { isLeader: () => false }, registry: followerRegistry });
+      const leaderRegistry = new Registry();
+      const leader = await startWebhookCertificates({ ...common, leadership: { isLeader: () => true }, registry: leaderRegistry });
+      const followed = await follower;
+      assert.ok(leader.caBundle);
+      const bundle = splitPemCertificates(leader.caBundle.current()).map((p) => new X509Certificate(p));
+      for (const certs of [leader, followed]) {
+        const leaf = new X509Certificate(certs.source.current().certPem);
+        assert.ok(bundle.some((ca) => leaf.verify(ca.publicKey)));
+        assert.equal(leaf.checkHost('custos-webhook.custos-system.svc'), 'custos-webhook.custos-system.svc');
+        assert.equal(leaf.checkIP('127.0.0.1'), '127.0.0.1');
+      }
+      assert.notEqual(leader.source.current().serialNumber, followed.source.current().serialNumber, 'each replica has its own leaf and key');
+      const metrics = await followerRegistry.metrics();
+      assert.match(metrics, /custos_webhook_cert_expiry_seconds\{certificate="serving"\} \d+/);
+      assert.match(metrics, /custos_webhook_cert_expiry_seconds\{certificate="ca"\} \d+/);
+    } finally {
+      controller.abort();
+    }
+  });
+
+  it('cert-manager: serves the mounted files and has no bundle to patch', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-webhook-tls-'));
+    const ca = await createCertificateAuthority({ commonName: 'cm', now: new Date(), validityMs: DAY_MS });
+    const leaf = await issueServingCertificate(ca, { names: ['custos-webhook.custos-system.svc'], now: new Date(), lifetimeMs: DAY_MS });
+    await writeFile(join(dir, 'tls.crt'), leaf.certPem);
+    await writeFile(join(dir, 'tls.key'), leaf.keyPem);
+    const mark = api.requests.length;
+    const controller = new AbortController();
+    const common = {
+      kubeConfig: kc, namespace: NS, serviceName: 'custos-webhook', caSecretName: 'unused', leadership: { isLeader: () => true },
+      signal: controller.signal, logger: quiet, registry: new Registry(),
+    };
+    try {
+      const certs = await startWebhookCertificates({ ...common, mode: 'cert-manager', certDir: dir });
+      assert.equal(certs.source.current().serialNumber, leaf.serialNumber);
+      assert.equal(certs.caBundle, undefined);
+      await assert.rejects(startWebhookCertificates({ ...common, mode: 'cert-manager', registry: new Registry() }), /CUSTOS_WEBHOOK_CERT_DIR/);
+    } finally {
+      controller.abort();
+    }
+    // (A last in-flight sync of the previous test's CA store may still read wiring-ca.)
+    assert.equal(api.requests.slice(mark).filter((r) => r.path.includes('/secrets') && !r.path.endsWith('/wiring-ca')).length, 0, 'cert-manager mode never touches Secrets through the API');
   });
 });
