@@ -154,3 +154,21 @@ export function managedPolicyOf(configMap: ObservedConfigMap): string | undefine
   if (policy === undefined || meta.name !== policyConfigMapName(policy)) return undefined;
   return policy;
 }
+
+/**
+ * A create's manifest re-aimed at a ConfigMap found to exist after all (create answered
+ * AlreadyExists because the caches did not show it): the same content written over `existing`,
+ * at its resourceVersion, as the planner would have planned it had it seen the object.
+ */
+export function rebaseConfigMapManifest(manifest: ConfigMapManifest, existing: ObservedConfigMap): ConfigMapManifest {
+  const owner = manifest.metadata.ownerReferences?.find((r) => r.controller === true);
+  const desired: DesiredPolicyConfigMap = {
+    namespace: manifest.metadata.namespace,
+    name: manifest.metadata.name,
+    labels: manifest.metadata.labels,
+    annotations: manifest.metadata.annotations,
+    ...(owner === undefined ? {} : { owner }),
+    data: manifest.data,
+  };
+  return configMapManifest(desired, existing);
+}
