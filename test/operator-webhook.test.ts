@@ -287,6 +287,27 @@ describe('mutating webhook: HTTPS transport, certificates and caBundle against t
       assert.equal(streamed.headers.connection, 'close');
     });
 
+    it('answers 408 and closes the connection when a client trickles its body (slowloris)', async () => {
+      const strict = await startWebhookServer({
+        host: '127.0.0.1', port: 0, certificates, context: { namespace: () => Promise.resolve(undefined), policies: () => Promise.resolve([]) },
+        settings: DEFAULT_INJECTION_SETTINGS, registry: new Registry(), logger: capturingLogger().logger, decisionTimeoutMs: 300,
+      });
+      try {
+        const answer = await new Promise<string>((resolve, reject) => {
+          let text = '';
+          const socket = tlsConnect({ host: '127.0.0.1', port: strict.port, ca: trustedCa, servername: `${SERVICE}.${RELEASE_NS}.svc` }, () => {
+            socket.write('POST /mutate/pods HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+          });
+          socket.on('data', (d: Buffer) => (text += d.toString()));
+          socket.once('close', () => { resolve(text); });
+          socket.once('error', reject);
+        });
+        assert.match(answer, /^HTTP\/1\.1 408 /);
+      } finally {
+        await strict.close(100);
+      }
+    });
+
     it('counts refused requests as invalid in custos_admission_duration_seconds', async () => {
       const text = await registry.metrics();
       const count = /custos_admission_duration_seconds_count\{result="invalid"\} (\d+)/.exec(text);

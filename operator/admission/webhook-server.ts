@@ -60,6 +60,12 @@ export interface WebhookServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Refused before (or while) reading the body: close the connection rather than have node:http
+ * read and discard whatever the client still sends.
+ */
+const UNREAD_BODY: Readonly<Record<string, string>> = { connection: 'close' };
+
 class HttpError extends Error {
   readonly statusCode: number;
   readonly reason: string;
@@ -212,8 +218,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       return;
     }
     if (url.pathname !== path) {
-      // Drain nothing: the connection is closed after the answer.
-      sendError(res, new HttpError(404, 'NotFound', `no handler for ${url.pathname}; the webhook serves POST ${path}`, 'invalid'), { connection: 'close' });
+      sendError(res, new HttpError(404, 'NotFound', `no handler for ${url.pathname}; the webhook serves POST ${path}`, 'invalid'), UNREAD_BODY);
       return;
     }
     const observe = (outcome: AdmissionOutcome): void => {
@@ -222,8 +227,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     review(req, res, url).then(observe, (e: unknown) => {
       const error = e instanceof HttpError ? e : new HttpError(500, 'InternalError', `custos webhook failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
       if (!(e instanceof HttpError)) log.error({ err: error.message }, 'admission handler failed');
-      // After a refused body the rest of it is not read: close instead of keeping the connection.
-      const headers: Record<string, string> = error.statusCode === 413 ? { connection: 'close' } : {};
+      const headers: Record<string, string> = [405, 413, 415].includes(error.statusCode) ? { ...UNREAD_BODY } : {};
       if (error.statusCode === 405) headers.allow = 'POST';
       sendError(res, error, headers);
       observe(error.outcome);
@@ -232,11 +236,13 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
 
   const tlsOptions = (c: ServingCertificate): { cert: string; key: string; minVersion: 'TLSv1.3' } => ({ cert: c.certPem, key: c.keyPem, minVersion: 'TLSv1.3' });
   // TLS 1.3 only, as Linkerd's webhook: every supported API server (Go ≥ 1.13) speaks it.
-  const server = createServer(tlsOptions(options.certificates.current()), handle);
+  // node:http checks requestTimeout only every connectionsCheckingInterval (default 30 s).
+  const server = createServer({ ...tlsOptions(options.certificates.current()), connectionsCheckingInterval: 1000 }, handle);
   // Go's HTTP client keeps idle connections for 90 s and does not retry a POST on a connection the
   // server closed meanwhile: outlive it, so the client always closes first.
   server.keepAliveTimeout = 120_000;
-  // The whole request must arrive within the decision budget (slow-body clients get 408).
+  // The whole request must arrive within the decision budget: a client that trickles its headers
+  // or body (slowloris) gets 408 instead of holding a connection.
   server.requestTimeout = decisionTimeoutMs;
   server.headersTimeout = Math.min(decisionTimeoutMs, 5000);
   const unsubscribe = options.certificates.onChange((c) => {
