@@ -6,12 +6,8 @@
 // untrusted and expired certificates, a blank caBundle, an unreachable API.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
@@ -30,7 +26,7 @@ import { RotatingServingCertificate } from '../operator/certs/serving-cert.ts';
 import { buildInjectionPatch, type InjectionResult } from '../operator/webhook/build-patch.ts';
 import { DEFAULT_INJECTION_SETTINGS } from '../operator/webhook/injection-settings.ts';
 import type { PodLike } from '../operator/webhook/pod-types.ts';
-import { kubeTools, kubectlFor, type Kubectl } from './harness/kube-tools.ts';
+import { kubectlFor, renderChart, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 import { waitFor } from './harness/processes.ts';
 import { makeCertificates } from './harness/tls.ts';
@@ -51,17 +47,9 @@ function capturingLogger(): { logger: Logger; text: () => string } {
   return { logger: pino({ level: 'debug' }, stream), text: () => out };
 }
 
-async function renderChart(): Promise<string> {
-  const { helm } = await kubeTools();
-  const home = await mkdtemp(join(tmpdir(), 'custos-helm-'));
-  const env = { ...process.env, HOME: home, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
-  const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(helm, ['template', 'custos', 'charts/custos', '-n', RELEASE_NS], { env, maxBuffer: 32 * 1024 * 1024 }, (error, out, err) => {
-      if (error === null) resolve(out);
-      else reject(new Error(`helm template failed: ${err}`));
-    });
-  });
-  const docs = parseAllDocuments(stdout).map((d) => d.toJS() as { kind?: string } | null);
+/** The chart's MutatingWebhookConfiguration, rendered by the real helm for the release namespace. */
+async function renderWebhookConfiguration(): Promise<string> {
+  const docs = parseAllDocuments(await renderChart(RELEASE_NS)).map((d) => d.toJS() as { kind?: string } | null);
   const configuration = docs.find((d) => d?.kind === 'MutatingWebhookConfiguration');
   assert.ok(configuration, 'the chart renders a MutatingWebhookConfiguration');
   return JSON.stringify(configuration);
@@ -202,7 +190,7 @@ describe('mutating webhook: HTTPS transport, certificates and caBundle against t
     k = await kubectlFor(await api.kubeconfig());
     await k.ok(['create', 'namespace', RELEASE_NS]);
     await k.ok(['apply', '-f', 'crds/']);
-    renderedConfiguration = await renderChart();
+    renderedConfiguration = await renderWebhookConfiguration();
     await k.ok(['apply', '-f', '-'], { input: renderedConfiguration });
     await k.ok(['create', 'namespace', ENFORCED]);
     await k.ok(['label', 'namespace', ENFORCED, 'custos.io/injection=enabled']);
