@@ -25,13 +25,16 @@ import {
   CONFIGMAP_MAX_BYTES, configMapDataBytes, configMapManifest, isConfigMapCurrent, managedPolicyOf, MAX_POLICY_NAME_LENGTH,
   POLICY_CONFIGMAP_ANNOTATIONS, renderPolicyConfigMap, type DesiredPolicyConfigMap,
 } from './policy-configmap.ts';
-import { checkPolicyForSidecar, describeProblems, type FieldProblem } from './policy-document.ts';
+import type { PolicyCheckMemo } from './policy-check-memo.ts';
+import { checkPolicyForSidecar, describeProblems, type FieldProblem, type SidecarPolicyCheck } from './policy-document.ts';
 import { CONDITION_READY, READY_REASONS, setCondition, statusEquals, type ConditionUpdate } from './policy-status.ts';
 
 export interface PlanInput extends ObservedState {
   readonly settings: InjectionSettings;
   /** The time new conditions are stamped with (lastTransitionTime). */
   readonly now: Date;
+  /** Reuses checks of unchanged policies across plans (the reconciler keeps one). */
+  readonly memo?: PolicyCheckMemo;
 }
 
 /** How many pod names a condition message lists before saying "and N more". */
@@ -48,6 +51,8 @@ export function planPolicies(input: PlanInput): ReconcileAction[] {
   const policies = [...input.policies].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
   const selections = selectPods(policies, input.pods);
   const terminating = (namespace: string): boolean => isTerminating(namespaces.get(namespace));
+  const memo = input.memo;
+  const checkPolicy = memo === undefined ? checkPolicyForSidecar : (p: AccessPolicy): SidecarPolicyCheck => memo.check(p);
 
   const actions: ReconcileAction[] = [];
   for (const policy of policies) {
@@ -55,7 +60,7 @@ export function planPolicies(input: PlanInput): ReconcileAction[] {
     // A policy being deleted, or in a namespace being deleted, is going away with all it owns.
     if (isDeleting(policy.metadata) || terminating(namespace)) continue;
     const observed = configMaps.get(objectKey(namespace, policyConfigMapName(policy.metadata.name)));
-    const verdict = judgePolicy(policy, input.settings);
+    const verdict = judgePolicy(policy, input.settings, checkPolicy);
     if (verdict.ok && (observed === undefined || !isConfigMapCurrent(observed, verdict.desired))) {
       actions.push(applyAction(policy, verdict.desired, verdict.policyDigest, observed));
     }
@@ -86,7 +91,7 @@ type Verdict =
   | { readonly ok: true; readonly desired: DesiredPolicyConfigMap; readonly policyDigest: string }
   | { readonly ok: false; readonly reason: string; readonly message: string };
 
-function judgePolicy(policy: AccessPolicy, settings: InjectionSettings): Verdict {
+function judgePolicy(policy: AccessPolicy, settings: InjectionSettings, checkPolicy: (p: AccessPolicy) => SidecarPolicyCheck): Verdict {
   const problems: FieldProblem[] = [];
   if (policy.metadata.name.length > MAX_POLICY_NAME_LENGTH) {
     problems.push({
@@ -96,7 +101,7 @@ function judgePolicy(policy: AccessPolicy, settings: InjectionSettings): Verdict
   }
   const selector = matchSelector(policy.spec.selector, {});
   if ('invalid' in selector) problems.push(splitProblem(selector.invalid));
-  const check = checkPolicyForSidecar(policy);
+  const check = checkPolicy(policy);
   if (!check.ok) problems.push(...check.problems);
   if (!check.ok || problems.length > 0) return { ok: false, reason: READY_REASONS.invalidPolicy, message: describeProblems(problems) };
 

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { needsRequeue, type ActionExecutor, type ActionOutcome, type ReconcileAction } from './actions.ts';
 import type { ObservedState } from './observed.ts';
 import { planPolicies } from './plan.ts';
+import { PolicyCheckMemo } from './policy-check-memo.ts';
 import type { InjectionSettings } from '../webhook/injection-settings.ts';
 
 export interface ReconcilerOptions {
@@ -59,6 +60,7 @@ export class Reconciler {
   #queue: Promise<unknown> = Promise.resolve();
   #running = false;
   #dirty = false;
+  readonly #memo = new PolicyCheckMemo();
 
   constructor(options: ReconcilerOptions) {
     this.#options = options;
@@ -160,7 +162,8 @@ export class Reconciler {
     let actions: ReconcileAction[];
     try {
       const observed = await this.#options.observe();
-      actions = planPolicies({ ...observed, settings: this.#options.settings, now: this.#options.now?.() ?? new Date() });
+      actions = planPolicies({ ...observed, settings: this.#options.settings, now: this.#options.now?.() ?? new Date(), memo: this.#memo });
+      this.#memo.retainOnly(observed.policies);
     } catch (e: unknown) {
       const error = messageOf(e);
       this.#logger.warn({ error }, 'reconcile: cannot observe or plan; retrying after a backoff');
