@@ -324,6 +324,14 @@ describe('operator reconciler against the API double and kubectl', () => {
       assert.equal(await k.ok(['get', 'configmap', 'custos-policy-audit', '-n', 'payments', '-o', 'name']), 'configmap/custos-policy-audit\n');
     });
 
+    it('refuses a status computed from a stale policy (resourceVersion precondition on /status)', async () => {
+      const [outcome] = await executor.execute([{ kind: 'update-status', namespace: 'payments', name: 'billing', resourceVersion: '1', status: { selectedPods: 7 } }]);
+      assert.ok(outcome);
+      assert.equal(outcome.result, 'conflict');
+      assert.match(outcome.detail, /^HTTP 409 Conflict: Operation cannot be fulfilled on accesspolicies\.custos\.io "billing"/);
+      assert.match(await k.ok(['get', 'ap', '-n', 'payments']), /\nbilling\s+True\s+2\s/);
+    });
+
     it('skips everything once the signal aborts (leadership lost)', async () => {
       const controller = new AbortController();
       controller.abort();
