@@ -124,6 +124,7 @@ export class ResourceHandlers {
     object.apiVersion = expected;
     object.kind = type.kind;
     object.metadata = isObject(object.metadata) ? object.metadata : {};
+    if (type.group === 'coordination.k8s.io' && type.resource === 'leases') decodeLeaseTimes(type, object);
     if (type.namespaced) {
       if (object.metadata.namespace !== undefined && object.metadata.namespace !== '' && object.metadata.namespace !== namespace) {
         throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
@@ -161,6 +162,7 @@ export class ResourceHandlers {
     if (type.crd?.schema !== undefined) errors.push(...type.crd.schema.validate(object));
     if (type.group === 'apiextensions.k8s.io') errors.push(...validateCrd(object));
     if (type.group === 'admissionregistration.k8s.io' && type.resource.endsWith('webhookconfigurations')) errors.push(...validateWebhooks(object));
+    if (type.group === 'coordination.k8s.io' && type.resource === 'leases') errors.push(...validateLeaseSpec(object));
     if (type.group === '' && type.resource === 'configmaps' && isObject(object.data)) {
       for (const [k, v] of Object.entries(object.data)) if (typeof v !== 'string') errors.push(fieldErrors.typeInvalid(`data.${k}`, v, 'must be a string'));
     }
@@ -476,6 +478,40 @@ export class ResourceHandlers {
         throw new KubeApiError({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `${type.kind} is not served`, reason: 'NotFound', code: 404 });
     }
   }
+}
+
+const RFC3339_MICRO = '2006-01-02T15:04:05.000000Z07:00';
+
+/**
+ * Lease times are metav1.MicroTime, decoded with time.Parse(RFC3339Micro): exactly six fraction
+ * digits, so a JavaScript Date's millisecond ISO string is refused (client-node's V1MicroTime
+ * exists for this). The API server fails the decode, before admission, with a 400.
+ */
+function decodeLeaseTimes(type: ResourceType, object: KubeObject): void {
+  const spec = object.spec;
+  if (!isObject(spec)) return;
+  for (const field of ['acquireTime', 'renewTime']) {
+    const value = spec[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$/.test(value)) continue;
+    const text = typeof value === 'string' ? value : JSON.stringify(value);
+    // time.ParseError names the unparsed rest of the value and the layout element it failed on.
+    const rest = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}/.test(text) ? [text.slice(19), '.000000'] : [text, '2006'];
+    throw badRequest(`${type.kind} in version "${type.version}" cannot be handled as a ${type.kind}: parsing time ${JSON.stringify(text)} as ${JSON.stringify(RFC3339_MICRO)}: cannot parse ${JSON.stringify(rest[0])} as ${JSON.stringify(rest[1])}`);
+  }
+}
+
+/** pkg/apis/coordination/validation ValidateLeaseSpec. */
+function validateLeaseSpec(lease: KubeObject): FieldError[] {
+  const spec = isObject(lease.spec) ? lease.spec : {};
+  const errors: FieldError[] = [];
+  if (typeof spec.leaseDurationSeconds === 'number' && spec.leaseDurationSeconds <= 0) {
+    errors.push(fieldErrors.invalid('spec.leaseDurationSeconds', spec.leaseDurationSeconds, 'must be greater than 0'));
+  }
+  if (typeof spec.leaseTransitions === 'number' && spec.leaseTransitions < 0) {
+    errors.push(fieldErrors.invalid('spec.leaseTransitions', spec.leaseTransitions, 'must be greater than or equal to 0'));
+  }
+  return errors;
 }
 
 /** The admissionregistration validation clients most often trip over. */

@@ -34,6 +34,7 @@ export class ObjectStore {
   /** Every change with a resourceVersion above this is in the history. */
   #compacted = 0;
   #listeners = new Set<StoreListener>();
+  #unwatched = false;
 
   constructor(options: ObjectStoreOptions = {}) {
     this.historySize = options.historySize ?? 1000;
@@ -85,7 +86,22 @@ export class ObjectStore {
     return deepClone(gone);
   }
 
+  /**
+   * Test fault: the writes `change` makes are stored (new resourceVersions, seen by get and list)
+   * but no watch ever delivers them, live or replayed, as when an informer's watch silently lost
+   * events (defenseunicorns/pepr#745); only a relist can find them.
+   */
+  withoutWatchEvents<R>(change: () => R): R {
+    this.#unwatched = true;
+    try {
+      return change();
+    } finally {
+      this.#unwatched = false;
+    }
+  }
+
   #record(group: string, resource: string, object: KubeObject, type: WatchEventType): void {
+    if (this.#unwatched) return;
     const event: StoreEvent = { type, group, resource, namespace: object.metadata.namespace ?? '', object: deepClone(object), resourceVersion: this.#revision };
     this.#history.push(event);
     while (this.#history.length > this.historySize) {
