@@ -556,6 +556,21 @@ describe('LeaderElector against the Kubernetes API double', { timeout: 120_000 }
     assert.match(table, new RegExp(`${LEASE}\\s+${leaderName ?? ''}`));
   });
 
+  it('elects one leader among five candidates racing for an absent Lease (409s decide the race)', async () => {
+    timeline.length = 0;
+    const candidates = ['a', 'b', 'c', 'd', 'e'].map((n) => elector(`operator-${n}`));
+    for (const c of candidates) c.elector.start();
+    await waitFor('a leader', () => Promise.resolve(candidates.some((c) => c.elector.isLeader)));
+    for (let i = 0; i < 10; i += 1) {
+      assert.equal(candidates.filter((c) => c.elector.isLeader).length, 1, 'exactly one leader');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(timeline.length, 1, 'leadership never changed hands');
+    const spec = (await lease()).spec;
+    assert.equal(`${String(spec?.holderIdentity)} started`, timeline[0]);
+    assert.equal(spec?.leaseTransitions, 0);
+  });
+
   it('hands over when the leader is cut off: it stops leading first, then the other takes over', async () => {
     timeline.length = 0;
     const relay = await startRelay(api.port);
