@@ -4,6 +4,7 @@ import { runAuditTail } from './commands/audit-tail.ts';
 import { runAuditVerify } from './commands/audit-verify.ts';
 import { runDemo } from './commands/demo.ts';
 import { runInit } from './commands/init.ts';
+import { runOperator } from './commands/operator.ts';
 import { runPolicyCheck } from './commands/policy-check.ts';
 import { runSidecar } from './commands/sidecar.ts';
 import { isCustosError } from '../lib/errors.ts';
@@ -12,6 +13,8 @@ const USAGE = `usage: custos <command> [options]
 
 commands:
   sidecar --config FILE                 run the data-path sidecar
+  operator                              run the control plane (controller + mutating webhook),
+                                        configured by CUSTOS_* environment variables (the chart)
   init [--dry-run]                      install the interception rules of CUSTOS_INTERCEPTION (the
                                         custos-init container); --dry-run prints them instead
   policy check --policy FILE [--identity JSON] [--target NAME] [--search-path a,b] [--sql TEXT]
@@ -29,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'sidecar':
       return runSidecar(argv.slice(1));
+    case 'operator':
+      return runOperator(argv.slice(1));
     case 'init':
       return runInit(argv.slice(1));
     case 'policy':

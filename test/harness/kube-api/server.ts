@@ -39,6 +39,8 @@ export interface KubeApiOptions {
   readonly tokens?: Readonly<Record<string, StaticTokenUser>>;
   /** Reuse the store, CA, signing key and port of a stopped server (restart). */
   readonly state?: KubeApiState;
+  /** Listen on this port (without `state`); default a free one. */
+  readonly port?: number;
   /** Watch history kept for resumption (default 1000 changes); older resourceVersions answer 410. */
   readonly historySize?: number;
   /** Interval of BOOKMARK events on watches that allow them (default 5000 ms; the API server uses about a minute). */
@@ -143,7 +145,7 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
   const tokens = options.tokens ?? { [randomBytes(24).toString('base64url')]: { username: 'admin', groups: ['system:masters'] } };
   let state = options.state;
   if (state === undefined) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const certificates = await makeCertificates(['localhost', '127.0.0.1']);
     const store = new ObjectStore(options.historySize === undefined ? {} : { historySize: options.historySize });
     const issuer = await createTokenIssuer(`https://127.0.0.1:${port}`);

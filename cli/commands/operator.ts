@@ -1,0 +1,28 @@
+// `custos operator`: the control plane (controller + webhook), configured from the environment the
+// chart sets (operator/operator-config.ts); runs until SIGTERM, then releases the Lease and drains.
+import { hostname } from 'node:os';
+import { readOperatorConfig } from '../../operator/operator-config.ts';
+import { startOperator } from '../../operator/main.ts';
+import { createLogger } from '../../sidecar/logger.ts';
+
+export async function runOperator(args: string[]): Promise<number> {
+  if (args.length > 0) {
+    process.stderr.write(`custos operator: takes no arguments (configuration comes from CUSTOS_* environment variables), got "${args.join(' ')}"\n`);
+    return 2;
+  }
+  const config = readOperatorConfig(process.env, { hostname: hostname() });
+  const logger = createLogger(config.logLevel);
+  const operator = await startOperator(config, logger);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'shutting down');
+      operator.stop().then(resolve, (e: unknown) => {
+        logger.error({ err: String(e) }, 'shutdown failed');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => { stop('SIGTERM'); });
+    process.once('SIGINT', () => { stop('SIGINT'); });
+  });
+  return 0;
+}

@@ -1,0 +1,148 @@
+// `custos operator`: wiring only (ADR 0007). Every replica runs the informers and the mutating
+// webhook; the holder of the Lease also runs the reconciler (policy ConfigMaps and status), the
+// webhook CA and the caBundle patcher, and announces new policies on Redis.
+//
+// Start-up order matters: the caches must have listed once before this replica may lead, or its
+// first plan would see no policies and delete every policy ConfigMap as an orphan; the elector must
+// run before the certificates load, because in-process mode waits for the leader to store the CA.
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { startOpsServer, type OpsServer } from '../sidecar/http-server.ts';
+import { createApiAdmissionContext } from './admission/api-admission-context.ts';
+import { createCachedAdmissionContext } from './admission/cached-admission-context.ts';
+import { startWebhookServer, type WebhookServer } from './admission/webhook-server.ts';
+import { PolicyAnnouncer } from './announce/policy-announcer.ts';
+import { runCaBundlePatcher, type CaBundleSource } from './certs/ca-bundle-patcher.ts';
+import { startWebhookCertificates } from './certs/webhook-certificates.ts';
+import { loadKubeConfig } from './kube/kube-config.ts';
+import { LeaderElector } from './kube/leader-election.ts';
+import type { OperatorConfig } from './operator-config.ts';
+import { KubeActionExecutor } from './reconcile/executor.ts';
+import { POLICY_CONFIGMAP_KEYS } from './webhook/sidecar-config.ts';
+import { Reconciler, type ReconcileRun } from './reconcile/reconciler.ts';
+import { createWatchedResources } from './watched-resources.ts';
+
+export interface RunningOperator {
+  readonly webhook: WebhookServer;
+  readonly ops: OpsServer;
+  /** Releases the Lease, stops serving admission (in-flight reviews finish), stops watching. */
+  stop(): Promise<void>;
+}
+
+export async function startOperator(config: OperatorConfig, logger: Logger): Promise<RunningOperator> {
+  const { kubeConfig, origin, server } = loadKubeConfig({ kubeconfigPath: config.kubeconfig });
+  logger.info({ server, origin, identity: config.identity, namespace: config.namespace }, 'starting custos operator');
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const stopping = new AbortController();
+
+  // Liveness from the start; readiness once the caches are synced and the webhook serves.
+  let serving = false;
+  const resources = createWatchedResources({ kubeConfig, logger, registry });
+  const ops = await startOpsServer({
+    host: config.metrics.host,
+    port: config.metrics.port,
+    registry,
+    checks: [
+      { name: 'informers', check: () => (resources.synced() ? null : 'caches not synced') },
+      { name: 'webhook', check: () => (serving ? null : 'webhook not serving yet') },
+    ],
+  });
+
+  const announcer = config.redisUrl === undefined ? undefined : new PolicyAnnouncer({ redisUrl: config.redisUrl, logger, registry });
+  const announceWritten = (run: ReconcileRun): void => {
+    if (announcer === undefined) return;
+    for (const outcome of run.outcomes) {
+      const { action } = outcome;
+      if (action.kind !== 'apply-configmap' || outcome.result !== 'applied') continue;
+      const policyYaml = action.configMap.data[POLICY_CONFIGMAP_KEYS.policy];
+      if (policyYaml === undefined) continue;
+      void announcer.announce({ namespace: action.policy.namespace, name: action.policy.name, generation: action.policy.generation ?? 0, policyYaml });
+    }
+  };
+  const reconciler = new Reconciler({
+    observe: () => resources.observe(),
+    settings: config.injection,
+    executor: new KubeActionExecutor({ kubeConfig, logger }),
+    logger,
+    onRun: announceWritten,
+  });
+  resources.onChange(() => { reconciler.trigger(); });
+  await resources.start();
+  logger.info('informer caches synced');
+
+  // Known once the certificates have loaded, which in-process mode does only after an election.
+  const caBundleReady = Promise.withResolvers<CaBundleSource | undefined>();
+  const elector = new LeaderElector({
+    kubeConfig,
+    namespace: config.namespace,
+    leaseName: config.leaseName,
+    identity: config.identity,
+    logger,
+    registry,
+    leaseDurationSeconds: config.lease.durationSeconds,
+    renewDeadlineSeconds: config.lease.renewDeadlineSeconds,
+    retryPeriodSeconds: config.lease.retryPeriodSeconds,
+    onStartedLeading: async (signal) => {
+      reconciler.setEnabled(true);
+      reconciler.trigger();
+      signal.addEventListener('abort', () => { reconciler.setEnabled(false); }, { once: true });
+      const bundle = await caBundleReady.promise;
+      if (bundle !== undefined && !signal.aborted) {
+        await runCaBundlePatcher({ kubeConfig, configurationName: config.webhook.configurationName, bundle, signal, logger });
+      }
+    },
+    onStoppedLeading: () => { reconciler.setEnabled(false); },
+  });
+  elector.start();
+
+  const certificates = await startWebhookCertificates({
+    mode: config.webhook.certMode,
+    kubeConfig,
+    namespace: config.namespace,
+    serviceName: config.webhook.serviceName,
+    caSecretName: config.webhook.caSecretName,
+    ...(config.webhook.certDir === undefined ? {} : { certDir: config.webhook.certDir }),
+    extraNames: config.webhook.extraNames,
+    leadership: { isLeader: () => elector.isLeader },
+    signal: stopping.signal,
+    logger,
+    registry,
+  });
+  caBundleReady.resolve(certificates.caBundle);
+
+  const { policies, namespaces } = resources;
+  const context = createCachedAdmissionContext({
+    synced: resources.synced,
+    namespace: (name) => {
+      const ns = namespaces.get('', name);
+      return ns === undefined ? undefined : { name, labels: ns.metadata?.labels ?? {} };
+    },
+    policies: (namespace) => policies.list().filter((p) => p.metadata.namespace === namespace),
+  }, createApiAdmissionContext(kubeConfig));
+  const webhook = await startWebhookServer({
+    host: config.webhook.host,
+    port: config.webhook.port,
+    certificates: certificates.source,
+    context,
+    settings: config.injection,
+    registry,
+    logger,
+  });
+  serving = true;
+  logger.info({ webhook: webhook.port, metrics: ops.port }, 'custos operator ready');
+
+  return {
+    webhook,
+    ops,
+    async stop() {
+      await elector.stop();
+      await reconciler.close();
+      await webhook.close();
+      stopping.abort();
+      await resources.stop();
+      await announcer?.close();
+      await ops.close();
+    },
+  };
+}
