@@ -87,6 +87,12 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
   }
   const redisUrl = env.CUSTOS_REDIS_URL !== undefined && env.CUSTOS_REDIS_URL !== '' ? env.CUSTOS_REDIS_URL : undefined;
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) fail('CUSTOS_REDIS_URL', 'must start with redis:// or rediss://');
+  // The URL is rendered into every policy ConfigMap (the sidecar's config), and ConfigMaps are not
+  // secret: a password in it would be readable by anyone who can read ConfigMaps in any enforced
+  // namespace. Refuse it rather than spread it.
+  if (redisUrl !== undefined && URL.canParse(redisUrl) && new URL(redisUrl).password !== '') {
+    fail('CUSTOS_REDIS_URL', 'carries a password, which would be copied into every policy ConfigMap; use a Redis reachable without one only from the cluster network (a NetworkPolicy), until Secret-based Redis credentials land');
+  }
   const injection: InjectionSettings = {
     ...DEFAULT_INJECTION_SETTINGS,
     images: {
