@@ -1,0 +1,80 @@
+// Decides an approval request from its reviews: the four-eyes checklist of
+// reference/identity-and-audit.md §10.4 as one pure function, shared by the sidecar (Redis, local
+// mode), the reviewer CLI's pre-checks and the operator. Reviews are taken in the order they were
+// recorded (the store's order, not the reviewers' claimed times): that order decides a race
+// between an approval and a denial.
+import type { ApprovalPhase, ApprovalRequest, ApprovalStatus, Review, ReviewRefusal, Reviewer } from './approval-types.ts';
+
+const SERVICE_ACCOUNT_PREFIX = 'system:serviceaccount:';
+
+/** Why this reviewer may never review this request, whatever the review says; undefined if they may. */
+export function reviewerRefusal(request: ApprovalRequest, reviewer: Reviewer): ReviewRefusal | undefined {
+  // Checklist 1: stable ids. A workload's requester id is its SA user name; an OIDC requester's is
+  // `iss#sub`, which an OIDC reviewer carries as `id` whatever their user-name claim says.
+  if (reviewer.username === request.requester.id || reviewer.id === request.requester.id) return 'self-review';
+  // Checklist 2: workloads and bots (including Custos's own service accounts) never approve.
+  if (reviewer.username.startsWith(SERVICE_ACCOUNT_PREFIX)) return 'service-account-reviewer';
+  const allowed = request.settings.reviewers;
+  const inGroup = reviewer.groups.some((group) => allowed.groups.includes(group));
+  if (!inGroup && !allowed.users.includes(reviewer.username)) return 'not-an-allowed-reviewer';
+  return undefined;
+}
+
+/** Why this review cannot count, looking at the review alone (not at the others). */
+function reviewRefusal(request: ApprovalRequest, review: Review, expiresAtMs: number): ReviewRefusal | undefined {
+  const byReviewer = reviewerRefusal(request, review.reviewer);
+  if (byReviewer !== undefined) return byReviewer;
+  if (review.commandDigest !== request.commandDigest) return 'digest-mismatch';
+  const at = Date.parse(review.at);
+  // An unparseable time is treated as late: it can never make a review count.
+  if (!Number.isFinite(at) || at >= expiresAtMs) return 'after-expiry';
+  if (review.reason.trim().length === 0) return 'reason-required';
+  return undefined;
+}
+
+export function tally(request: ApprovalRequest, reviews: readonly Review[], now: Date): ApprovalStatus {
+  const expiresAtMs = Date.parse(request.expiresAt);
+  const counted: Review[] = [];
+  const refused: { review: Review; why: ReviewRefusal }[] = [];
+  const approvers = new Set<string>();
+  const countedReviewers = new Set<string>();
+  let phase: ApprovalPhase = 'Pending';
+  let decidedAt: string | undefined;
+
+  for (const review of reviews) {
+    if (phase !== 'Pending') {
+      refused.push({ review, why: 'after-decision' });
+      continue;
+    }
+    const why = reviewRefusal(request, review, expiresAtMs);
+    if (why !== undefined) {
+      refused.push({ review, why });
+      continue;
+    }
+    // Checklist 3: one voice per reviewer; the first counted review stands (no changing sides).
+    if (countedReviewers.has(review.reviewer.username)) {
+      refused.push({ review, why: 'duplicate' });
+      continue;
+    }
+    countedReviewers.add(review.reviewer.username);
+    counted.push(review);
+    if (review.decision === 'deny') {
+      // Checklist 5: any eligible deny ends the request.
+      phase = 'Denied';
+      decidedAt = review.at;
+    } else {
+      approvers.add(review.reviewer.username);
+      if (approvers.size >= request.settings.minApprovals) {
+        phase = 'Approved';
+        decidedAt = review.at;
+      }
+    }
+  }
+
+  // Checklist 6: undecided at expiry means expired (and never executed); a NaN expiry is expired.
+  if (phase === 'Pending' && !(now.getTime() < expiresAtMs)) {
+    phase = 'Expired';
+    decidedAt = request.expiresAt;
+  }
+  return { phase, counted, refused, ...(decidedAt === undefined ? {} : { decidedAt }) };
+}
