@@ -14,7 +14,12 @@ export type AuditEventType =
   | 'db.query.attempt'
   | 'db.query.result'
   | 'audit.degraded'
-  | 'audit.gap';
+  | 'audit.gap'
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'approval.executed'
+  | 'approval.expired'
+  | 'approval.cancelled';
 
 export interface AuditActor {
   readonly type: 'workload' | 'bot' | 'human' | 'unknown';
@@ -77,6 +82,32 @@ export interface AuditResult {
   readonly bytes?: number;
 }
 
+/** One reviewer's counted review, as the approval store reported it (never a token). */
+export interface AuditApprovalReview {
+  readonly username: string;
+  readonly decision: 'approve' | 'deny';
+  readonly reason: string;
+  readonly at: string;
+}
+
+/**
+ * An approval request an event is about (approval.* events, and the refusals they explain). Links
+ * every step of one request by `id`; `digest` is the request's `sha256:` command digest.
+ */
+export interface AuditApproval {
+  readonly id: string;
+  readonly mode: 'hold' | 'return';
+  readonly digest: string;
+  /** Pending, Approved, Denied, Expired (the request's phase when the event was written). */
+  readonly phase: string;
+  readonly reviewers: readonly AuditApprovalReview[];
+  /** approval.requested: when the request expires and how many approvals it needs. */
+  readonly expires_at?: string;
+  readonly min_approvals?: number;
+  /** approval.executed: `claim` (single use) or `window` (a granted time window). */
+  readonly via?: 'claim' | 'window';
+}
+
 /** What the data path hands to the audit log; the log adds ordering and integrity fields. */
 export interface AuditEventDraft {
   readonly event_type: AuditEventType;
@@ -101,6 +132,8 @@ export interface AuditEventDraft {
    * `detector:<name>` (counts only, never values), or that the caller is exempt (sees clear values).
    */
   readonly masking?: { readonly exempt?: boolean; readonly masked?: Readonly<Record<string, number>> };
+  /** The just-in-time approval request this event belongs to (never statement literals or tokens). */
+  readonly approval?: AuditApproval;
   readonly message?: string;
 }
 

@@ -14,6 +14,10 @@ export function formatEvent(e: AuditEvent): string {
   if (e.result?.sqlstate !== undefined) parts.push(`sqlstate=${e.result.sqlstate}`);
   if (e.result?.command_tag !== undefined) parts.push(`tag=${JSON.stringify(e.result.command_tag)}`);
   if (e.event_type === 'db.query.result' && e.result?.rows !== undefined) parts.push(`rows=${e.result.rows}`);
+  if (e.approval !== undefined) {
+    parts.push(`approval=${e.approval.id}`, `mode=${e.approval.mode}`, `phase=${e.approval.phase}`);
+    for (const r of e.approval.reviewers) parts.push(`${r.decision}=${r.username}:${JSON.stringify(r.reason)}`);
+  }
   if (e.message !== undefined) parts.push(`(${e.message})`);
   parts.push(`session=${e.session_id ?? '-'}#${e.session_seq}`);
   return parts.join(' ');

@@ -13,9 +13,12 @@ import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { AuditEvent, AuditEventDraft, AuditLog, AuditTarget } from '../../../audit/event.ts';
+import type { AuditApproval, AuditEvent, AuditEventDraft, AuditLog, AuditTarget } from '../../../audit/event.ts';
 import { CustosError, isCustosError } from '../../../lib/errors.ts';
+import type { ApprovalSettings, Requester } from '../../../policy/approvals/approval-types.ts';
 import type { Decision, Principal, RequestIdentity, SqlAnalysis, StatementFacts } from '../../../policy/types.ts';
+import type { ApprovalService } from '../../approvals/approval-service.ts';
+import { boundedReason, reasonStatement, REASON_STATEMENT_STAND_IN } from '../../approvals/caller-reason.ts';
 import { auditActor } from '../../audit-actor.ts';
 import { analyseMasking, type MaskingAnalysis } from '../../../policy/masking/derivation.ts';
 import { subjectMatchesIdentity } from '../../../policy/subjects.ts';
@@ -25,6 +28,7 @@ import { scrubText } from '../../masking/strategies.ts';
 import { decodeBackendMessage } from './codec/backend-messages.ts';
 import { BufferWriter } from './codec/buffer-writer.ts';
 import type { SidecarMetrics } from '../../metrics.ts';
+import { passApprovalGate, type ApprovalEvent } from './approval-gate.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import * as be from './codec/backend-serializer.ts';
 import { BACKEND, FRONTEND, PROTOCOL_CODE } from './codec/constants.ts';
@@ -71,6 +75,8 @@ export interface SessionEnvironment {
   readonly draining: () => boolean;
   /** Result masking for this target (absent: no masking configured). */
   readonly masking?: SessionMasking;
+  /** Just-in-time approvals (absent without Redis: require-approval is then a plain refusal). */
+  readonly approvals?: ApprovalService;
 }
 
 /** What the session needs from the masking service. */
@@ -94,6 +100,8 @@ type MaskingCheck =
   | { readonly kind: 'none' }
   | { readonly kind: 'exempt' }
   | { readonly kind: 'mask'; readonly execution: MaskingExecution }
+  /** The masking policy asks for approval (a condition on a masked column); masked once approved. */
+  | { readonly kind: 'approve'; readonly execution: MaskingExecution }
   | { readonly kind: 'refuse'; readonly refusal: Refusal };
 
 const DDL_KINDS = new Set(['create', 'alter', 'drop', 'truncate', 'create-function']);
@@ -156,6 +164,12 @@ export class PostgresSession {
   #maskedCursors = false;
   #sessionStarted = false;
   readonly #startedAt: number;
+  /** The reason set with `SET custos.reason` (overrides application_name); null once cleared. */
+  #statedReason: string | null | undefined;
+  /** Bound parameter values per portal: an approval's digest covers them. */
+  readonly #portalParameters = new Map<string, readonly (Buffer | null)[]>();
+  /** Aborts the approval wait of a held statement ('cancel' or 'disconnect'). */
+  #hold: AbortController | undefined;
 
   constructor(client: Socket, env: SessionEnvironment) {
     this.#env = env;
@@ -195,6 +209,8 @@ export class PostgresSession {
     socket.on('error', (e: Error) => { this.#log.debug({ err: e.message }, 'client socket error'); });
     socket.on('end', () => {
       this.#clientEnded = true;
+      // A client gone while its statement waits for approval: nobody would read the result.
+      this.#hold?.abort('disconnect');
       this.#finishIfDone();
     });
     socket.on('close', () => { this.#close('client closed the connection'); });
@@ -436,7 +452,14 @@ export class PostgresSession {
     this.#clientKey = this.#env.cancelKeys.issue({
       pid: upstream.backendKey.pid,
       secret: upstream.backendKey.secret,
-      send: () => target.cancel(upstream.backendKey.pid, upstream.backendKey.secret),
+      // A statement held for approval is not on the server yet: the cancel ends the wait instead.
+      send: async () => {
+        if (this.#hold !== undefined) {
+          this.#hold.abort('cancel');
+          return;
+        }
+        await target.cancel(upstream.backendKey.pid, upstream.backendKey.secret);
+      },
     });
     try {
       await this.#env.audit.append(this.#draft({ event_type: 'session.start', outcome: 'success' }));
@@ -539,6 +562,11 @@ export class PostgresSession {
   async #onQuery(frame: Frame): Promise<void> {
     const message = decodeFrontendMessage(frame);
     if (message.type !== 'Query') return;
+    const stated = reasonStatement(message.sql);
+    if (stated !== undefined) {
+      await this.#setReason(stated.reason);
+      return;
+    }
     const analysis = this.#env.policy().analyse(message.sql);
     const admission = await this.#admit(message.sql, analysis, 'simple', undefined);
     if (admission === undefined) return;
@@ -561,16 +589,157 @@ export class PostgresSession {
     analysis: SqlAnalysis,
     protocol: 'simple' | 'extended',
     statementName: string | undefined,
+    parameters?: readonly (Buffer | null)[],
   ): Promise<{ kind: 'refuse'; refusal: Refusal } | { kind: 'run'; execution: Execution } | undefined> {
     const policy = this.#env.policy();
     const decision = this.#decide(policy, analysis);
     if (decision === undefined) return undefined;
-    const masking = decision.action === 'allow' ? this.#maskingCheck(sql, analysis) : NO_MASKING;
-    const attempt = await this.#auditAttempt(policy, analysis, decision, sql, protocol, statementName, masking);
+    const approvable = decision.action === 'require-approval' && decision.reason !== 'unparseable';
+    // An approvable statement is checked for masking first: asking a reviewer for a statement
+    // masking would refuse anyway wastes their time.
+    const masking = decision.action === 'allow' || approvable ? this.#maskingCheck(sql, analysis) : NO_MASKING;
+    const approval = this.#approvalNeeded(decision, approvable, masking);
+    const attempt = await this.#auditAttempt(policy, analysis, decision, sql, protocol, statementName, masking, approval);
     if (attempt === undefined) return { kind: 'refuse', refusal: spoolFullRefusal() };
-    if (decision.action !== 'allow') return { kind: 'refuse', refusal: refusalFor(decision, policy.name) };
+    if (decision.action !== 'allow' && !approvable) return { kind: 'refuse', refusal: refusalFor(decision, policy.name) };
     if (masking.kind === 'refuse') return { kind: 'refuse', refusal: masking.refusal };
+    if (approval !== undefined) {
+      if (approval.kind === 'refuse') return { kind: 'refuse', refusal: approval.refusal };
+      const verdict = await this.#askApproval(policy, analysis, sql, parameters, attempt, approval);
+      if (this.#closed) return undefined;
+      if (verdict.kind === 'refuse') return { kind: 'refuse', refusal: verdict.refusal };
+    }
     return { kind: 'run', execution: this.#execution(attempt, protocol, analysis, masking) };
+  }
+
+  /**
+   * Whether the statement waits for a reviewer, and under which settings (the rule's, or the
+   * masking policy's for a condition on a masked column). A refusal when approvals cannot work here.
+   */
+  #approvalNeeded(
+    decision: Decision,
+    approvable: boolean,
+    masking: MaskingCheck,
+  ): { kind: 'ask'; rule: string; settings: ApprovalSettings } | { kind: 'refuse'; refusal: Refusal } | undefined {
+    if (!approvable && masking.kind !== 'approve') return undefined;
+    if (masking.kind === 'refuse') return undefined;
+    const rule = approvable ? (decision.rule ?? '(default)') : 'masking.predicates';
+    if (this.#env.approvals === undefined) {
+      return {
+        kind: 'refuse',
+        refusal: {
+          sqlstate: '57014',
+          message: `approval required by ${approvable ? `policy rule "${rule}"` : 'masking policy for a condition on a masked column'}: just-in-time approvals need Redis, which this sidecar is not configured with, so the statement was not run`,
+          hint: 'configure redisUrl (REDIS_URL) for the sidecar to enable approvals',
+        },
+      };
+    }
+    const settings = approvable ? approvalSettingsOf(decision) : this.#maskingApprovalSettings();
+    if (settings === undefined) {
+      return {
+        kind: 'refuse',
+        refusal: { sqlstate: '57014', message: `approval required by ${approvable ? `policy rule "${rule}"` : 'masking policy'}, which names no reviewers (no approval settings), so the statement was not run` },
+      };
+    }
+    return { kind: 'ask', rule, settings };
+  }
+
+  /** The masking policy's approval settings for conditions on masked columns, when it declares them. */
+  #maskingApprovalSettings(): ApprovalSettings | undefined {
+    const rules = this.#env.masking?.current()?.rules as { readonly predicatesApproval?: ApprovalSettings } | undefined;
+    return rules?.predicatesApproval;
+  }
+
+  /** Files (or finds) the approval request and waits for it as the mode says; the pipeline waits too. */
+  async #askApproval(
+    policy: SessionPolicy,
+    analysis: SqlAnalysis,
+    sql: string,
+    parameters: readonly (Buffer | null)[] | undefined,
+    attempt: AuditEvent,
+    approval: { rule: string; settings: ApprovalSettings },
+  ): Promise<{ kind: 'run'; approval: AuditApproval } | { kind: 'refuse'; refusal: Refusal }> {
+    const service = this.#env.approvals;
+    if (service === undefined) return { kind: 'refuse', refusal: { sqlstate: '57014', message: 'approval service unavailable: the statement was not run' } };
+    const target = this.#requireTarget();
+    const slash = policy.name.indexOf('/');
+    const reason = this.#reason();
+    const hold = new AbortController();
+    this.#hold = hold;
+    try {
+      return await passApprovalGate(service, {
+        ask: {
+          requester: requesterOf(this.#identity),
+          target: {
+            name: target.name,
+            protocol: 'postgres',
+            ...(target.database !== undefined ? { database: target.database } : {}),
+          },
+          policy: {
+            name: slash < 0 ? policy.name : policy.name.slice(slash + 1),
+            ...(slash < 0 ? {} : { namespace: policy.name.slice(0, slash) }),
+            version: policy.version,
+            rule: approval.rule,
+          },
+          sql,
+          ...(parameters !== undefined ? { parameters } : {}),
+          command: analysis.ok ? analysis.normalized : '(unparseable statement)',
+          fingerprint: analysis.ok ? analysis.fingerprint : createHash('sha256').update(sql).digest('hex'),
+          ...(reason !== undefined ? { reason } : {}),
+          settings: approval.settings,
+        },
+        rule: approval.rule,
+        signal: hold.signal,
+        now: this.#env.now,
+        record: (event) => this.#recordApproval(event, attempt),
+      });
+    } finally {
+      this.#hold = undefined;
+    }
+  }
+
+  /** An approval event, linked to the attempt and carrying its normalized command (never literals). */
+  async #recordApproval(event: ApprovalEvent, attempt: AuditEvent): Promise<boolean> {
+    try {
+      await this.#env.audit.append(this.#draft({
+        event_type: event.type,
+        attempt_id: attempt.event_id,
+        outcome: event.outcome,
+        ...(attempt.command !== undefined ? { command: attempt.command } : {}),
+        ...(attempt.policy !== undefined ? { policy: attempt.policy } : {}),
+        ...(event.approval !== undefined ? { approval: event.approval } : {}),
+        ...(event.message !== undefined ? { message: event.message } : {}),
+      }));
+      this.#env.metrics.auditAppends.inc({ type: event.type });
+      return true;
+    } catch (e: unknown) {
+      this.#log.error({ err: isCustosError(e) ? e.code : String(e), event: event.type }, 'audit append failed');
+      return false;
+    }
+  }
+
+  /** `SET custos.reason`: recorded and audited here; the server runs a stand-in without the value. */
+  async #setReason(reason: string | undefined): Promise<void> {
+    this.#statedReason = reason ?? null;
+    try {
+      await this.#env.audit.append(this.#draft({
+        event_type: 'db.query.attempt',
+        operation: 'SET',
+        outcome: 'success',
+        message: reason === undefined ? 'caller reason cleared (intercepted by Custos)' : 'caller reason set (intercepted by Custos, not sent to the server)',
+      }));
+    } catch {
+      this.#sendRefusal(spoolFullRefusal());
+      return;
+    }
+    this.#tracker.expect({ expect: 'query', injected: false });
+    this.#forward(fe.query(REASON_STATEMENT_STAND_IN));
+  }
+
+  /** The caller's stated reason: `SET custos.reason` when given, else application_name. */
+  #reason(): string | undefined {
+    if (this.#statedReason !== undefined) return this.#statedReason ?? undefined;
+    return boundedReason(this.#startupParameters.get('application_name') ?? '');
   }
 
   /**
@@ -621,17 +790,17 @@ export class PostgresSession {
       }
       if (opaqueReads) derivation = { ...derivation, outputs: null, derivesMasked: true };
       if (derivation.launders) return refuse('42501', 'permission denied by masking policy: the statement would copy masked data where masking cannot follow it');
-      if (derivation.predicateUse && rules.predicates !== 'allow') {
-        return rules.predicates === 'deny'
-          ? refuse('42501', 'permission denied by masking policy: a masked column is used in a condition, which would reveal its values')
-          : refuse('57014', 'approval required by masking policy for a condition on a masked column: just-in-time approvals are not available in this version');
+      if (derivation.predicateUse && rules.predicates === 'deny') {
+        return refuse('42501', 'permission denied by masking policy: a masked column is used in a condition, which would reveal its values');
       }
       const unresolved = derivation.outputs === null ? derivation.derivesMasked : derivation.outputs.includes('unknown');
       if (rules.onUnresolvable === 'deny' && unresolved) {
         return refuse('42501', 'permission denied by masking policy: Custos cannot tell which outputs derive from masked columns');
       }
     }
-    return { kind: 'mask', execution: { active, derivation, touches, counts: new Map() } };
+    const execution = { active, derivation, touches, counts: new Map<string, number>() };
+    // A condition on a masked column reveals its values through which rows come back: a reviewer decides.
+    return derivation?.predicateUse === true && rules.predicates === 'require-approval' ? { kind: 'approve', execution } : { kind: 'mask', execution };
   }
 
   /**
@@ -677,8 +846,10 @@ export class PostgresSession {
     const prepared = this.#statements.get(statement);
     if (prepared === undefined) {
       this.#portals.delete(portal);
+      this.#portalParameters.delete(portal);
     } else {
       this.#portals.set(portal, prepared);
+      this.#portalParameters.set(portal, readBindParameters(frame.payload, restOffset));
     }
     this.#tracker.expect({ expect: 'bind', injected: false });
     if (statement === '' || prepared === undefined) {
@@ -708,6 +879,7 @@ export class PostgresSession {
     this.#tracker.expect({ expect: 'close', injected: false });
     if (message.kind === 'P') {
       this.#portals.delete(message.name);
+      this.#portalParameters.delete(message.name);
       this.#forward(frame.raw);
       return;
     }
@@ -725,7 +897,7 @@ export class PostgresSession {
       this.#substituteExecute({ sqlstate: '42501', message: `permission denied: portal "${printable(message.portal)}" was not bound through Custos` });
       return;
     }
-    const admission = await this.#admit(prepared.sql, prepared.analysis, 'extended', prepared.upstreamName);
+    const admission = await this.#admit(prepared.sql, prepared.analysis, 'extended', prepared.upstreamName, this.#portalParameters.get(message.portal) ?? []);
     if (admission === undefined) return;
     if (admission.kind === 'refuse') {
       this.#substituteExecute(admission.refusal);
@@ -764,6 +936,7 @@ export class PostgresSession {
     protocol: 'simple' | 'extended',
     statementName: string | undefined,
     masking: MaskingCheck,
+    approval: { kind: 'ask' } | { kind: 'refuse'; refusal: Refusal } | undefined,
   ): Promise<AuditEvent | undefined> {
     const facts = analysis.ok ? analysis.statements : [];
     const draft = this.#draft({
@@ -785,12 +958,15 @@ export class PostgresSession {
         decision: decision.action === 'require-approval' ? 'require_approval' : decision.action,
         reason: decision.reason,
       },
-      outcome: decision.action === 'allow' && masking.kind !== 'refuse' ? 'unknown' : 'failure',
-      ...(decision.action !== 'allow'
-        ? { result: { sqlstate: refusalFor(decision, policy.name).sqlstate } }
-        : masking.kind === 'refuse'
-          ? { result: { sqlstate: masking.refusal.sqlstate }, message: masking.refusal.message }
-          : {}),
+      // Waiting for a reviewer: the outcome follows in approval.* events and the result event.
+      outcome: masking.kind === 'refuse' || approval?.kind === 'refuse' || (decision.action !== 'allow' && approval === undefined) ? 'failure' : 'unknown',
+      ...(masking.kind === 'refuse'
+        ? { result: { sqlstate: masking.refusal.sqlstate }, message: masking.refusal.message }
+        : approval?.kind === 'refuse'
+          ? { result: { sqlstate: approval.refusal.sqlstate }, message: approval.refusal.message }
+          : decision.action !== 'allow' && approval === undefined
+            ? { result: { sqlstate: refusalFor(decision, policy.name).sqlstate } }
+            : {}),
       ...(masking.kind === 'exempt' ? { masking: { exempt: true } } : {}),
     });
     try {
@@ -808,7 +984,7 @@ export class PostgresSession {
     const ddl = analysis.ok && analysis.statements.some((f) => f.kinds.some((k) => DDL_KINDS.has(k)));
     return {
       id: attempt.event_id, startedAt: this.#env.now(), rows: 0, commandTags: [], protocol, ddl,
-      ...(masking.kind === 'mask' ? { masking: masking.execution } : {}),
+      ...(masking.kind === 'mask' || masking.kind === 'approve' ? { masking: masking.execution } : {}),
     };
   }
 
@@ -1035,14 +1211,14 @@ export class PostgresSession {
     const auditTarget: AuditTarget | undefined = target
       ? { kind: 'postgres', name: target.name, host: target.host, port: target.port, ...(target.database !== undefined ? { database: target.database } : {}) }
       : undefined;
-    const reason = this.#startupParameters.get('application_name');
+    const reason = this.#reason();
     return {
       time: new Date(this.#env.now()).toISOString(),
       session_id: this.#id,
       actor: auditActor(this.#identity),
       ...(auditTarget !== undefined ? { target: auditTarget } : {}),
       src: this.#clientAddress,
-      ...(reason !== undefined && reason !== '' && fields.reason === undefined ? { reason: printable(reason) } : {}),
+      ...(reason !== undefined && fields.reason === undefined ? { reason } : {}),
       ...fields,
     };
   }
@@ -1101,6 +1277,7 @@ export class PostgresSession {
     if (this.#step === 'closed') return;
     const wasProxying = this.#step === 'proxying';
     this.#step = 'closed';
+    this.#hold?.abort('disconnect');
     this.#endedAt = this.#env.now();
     if (this.#clientKey) this.#env.cancelKeys.release(this.#clientKey.pid);
     const upstream = this.#upstream;
@@ -1170,6 +1347,27 @@ function spoolFullRefusal(): Refusal {
   };
 }
 
+/** The approval settings a require-approval rule carries once the policy compiler provides them. */
+function approvalSettingsOf(decision: Decision): ApprovalSettings | undefined {
+  return (decision as { readonly approval?: ApprovalSettings }).approval;
+}
+
+/** Who asks for approval, as reviewers and the four-eyes checks see them (the caller, else the workload). */
+function requesterOf(identity: RequestIdentity): Requester {
+  const caller = identity.caller;
+  if (caller !== undefined) {
+    const name = caller.claims['email'] ?? caller.claims['preferred_username'];
+    return { id: `${caller.issuer}#${caller.subject}`, kind: 'OIDC', displayName: typeof name === 'string' ? name.slice(0, 256) : caller.subject };
+  }
+  const workload = identity.workload;
+  const k8s = workload?.kubernetes;
+  if (k8s !== undefined) {
+    const id = `system:serviceaccount:${k8s.namespace}:${k8s.serviceAccount}`;
+    return { id, kind: 'ServiceAccount', displayName: id };
+  }
+  return { id: workload !== undefined ? `${workload.issuer}#${workload.subject}` : 'unknown', kind: 'OIDC' };
+}
+
 /** The client-visible refusal for a decision other than allow. */
 export function refusalFor(decision: Decision, policyName: string): Refusal {
   const kinds = [...new Set(decision.statements.flatMap((s) => s.facts?.kinds ?? []))].join(', ');
@@ -1180,7 +1378,7 @@ export function refusalFor(decision: Decision, policyName: string): Refusal {
   if (decision.action === 'require-approval') {
     return {
       sqlstate: '57014',
-      message: `approval required by policy rule "${decision.rule ?? '(default)'}": just-in-time approvals are not available in this version, so the statement was not run`,
+      message: `approval required by policy rule "${decision.rule ?? '(default)'}", so the statement was not run`,
       detail,
     };
   }
@@ -1227,6 +1425,20 @@ function readBindNames(payload: Buffer): { portal: string; statement: string; re
   const portal = r.cstring();
   const statement = r.cstring();
   return { portal, statement, restOffset: payload.length - r.remaining };
+}
+
+/** The parameter values of a Bind payload, as sent (null for SQL NULL); an approval's digest covers them. */
+function readBindParameters(payload: Buffer, restOffset: number): (Buffer | null)[] {
+  const r = new BufferReader(payload.subarray(restOffset), { text: 'strict' });
+  const formats = r.uint16();
+  for (let i = 0; i < formats; i++) r.uint16();
+  const count = r.uint16();
+  const values: (Buffer | null)[] = [];
+  for (let i = 0; i < count; i++) {
+    const length = r.int32();
+    values.push(length < 0 ? null : Buffer.from(r.bytes(length)));
+  }
+  return values;
 }
 
 /** A Bind with another statement name and the original formats and parameters, byte for byte. */
