@@ -30,6 +30,13 @@ function policyOf(spec: AccessPolicySpec, namespace?: string): AccessPolicy {
   };
 }
 
+const REVIEWER_AUTH = { issuer: 'https://idp.example', audience: 'custos-review', jwksUri: 'https://idp.example/jwks' } as const;
+
+/** Adds, as spec.rules[2], a require-approval rule with a minimal approval block. */
+function approvalSpec(spec: AccessPolicySpec): void {
+  spec.rules.push({ name: 'approve-unfiltered', match: { sql: { where: 'missing-or-constant' } }, action: 'require-approval', approval: { reviewers: { groups: ['dba'] } } });
+}
+
 interface InvalidCase {
   readonly name: string;
   readonly edit: (spec: AccessPolicySpec) => void;
@@ -60,6 +67,36 @@ const INVALID: readonly InvalidCase[] = [
   { name: 'a statements list is empty', edit: (s) => { s.rules[0]!.match = { sql: { statements: [] } }; }, field: 'spec.rules[0].match.sql.statements', message: /must not be empty/ },
   { name: 'a copy list is empty', edit: (s) => { s.rules[0]!.match = { sql: { copy: [] } }; }, field: 'spec.rules[0].match.sql.copy', message: /must not be empty/ },
   { name: 'a rule lists no targets', edit: (s) => { s.rules[0]!.targets = []; }, field: 'spec.rules[0].targets', message: /must not be empty/ },
+  // Approvals (index 2 is the require-approval rule of approvalSpec, applied first by these edits).
+  { name: 'a require-approval rule has no approval block', edit: (s) => { approvalSpec(s); delete s.rules[2]!.approval; }, field: 'spec.rules[2].approval', message: /required with action require-approval/ },
+  { name: 'an approval block names no reviewer', edit: (s) => { approvalSpec(s); s.rules[2]!.approval = { reviewers: {} }; }, field: 'spec.rules[2].approval.reviewers', message: /at least one group or user is required/ },
+  { name: 'an approval block has empty reviewer lists', edit: (s) => { approvalSpec(s); s.rules[2]!.approval = { reviewers: { groups: [], users: [] } }; }, field: 'spec.rules[2].approval.reviewers', message: /at least one group or user/ },
+  { name: 'a deny rule carries an approval block', edit: (s) => { approvalSpec(s); s.rules[0]!.approval = { reviewers: { groups: ['dba'] } }; }, field: 'spec.rules[0].approval', message: /only applies to action require-approval, not deny/ },
+  { name: 'an allow rule carries an approval block', edit: (s) => { approvalSpec(s); s.rules[1]!.approval = { reviewers: { groups: ['dba'] } }; }, field: 'spec.rules[1].approval', message: /only applies to action require-approval, not allow/ },
+  { name: 'a window grant has no windowSeconds', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.grant = { scope: 'window' }; }, field: 'spec.rules[2].approval.grant.windowSeconds', message: /required with scope window/ },
+  { name: 'a once grant has windowSeconds', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.grant = { scope: 'once', windowSeconds: 600 }; }, field: 'spec.rules[2].approval.grant.windowSeconds', message: /only applies to scope window/ },
+  { name: 'the hold timeout outlasts the request', edit: (s) => { approvalSpec(s); Object.assign(s.rules[2]!.approval!, { ttlSeconds: 600, holdTimeoutSeconds: 900 }); }, field: 'spec.rules[2].approval.holdTimeoutSeconds', message: /must not exceed ttlSeconds \(600\)/ },
+  { name: 'a return-mode rule sets a hold timeout', edit: (s) => { approvalSpec(s); Object.assign(s.rules[2]!.approval!, { mode: 'return', holdTimeoutSeconds: 60 }); }, field: 'spec.rules[2].approval.holdTimeoutSeconds', message: /only applies to mode hold, not return/ },
+  { name: 'minApprovals exceeds the listed users and no group is named', edit: (s) => { approvalSpec(s); s.rules[2]!.approval = { reviewers: { users: ['a@x', 'b@x'] }, minApprovals: 3 }; }, field: 'spec.rules[2].approval.minApprovals', message: /needs 3 distinct reviewers, but only 2 users/ },
+  { name: 'minApprovals is above the maximum', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.minApprovals = 11; }, field: 'spec.rules[2].approval.minApprovals', message: /from 1 to 10, got 11/ },
+  { name: 'minApprovals is zero', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.minApprovals = 0; }, field: 'spec.rules[2].approval.minApprovals', message: /from 1 to 10, got 0/ },
+  { name: 'ttlSeconds is above a day', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.ttlSeconds = 86401; }, field: 'spec.rules[2].approval.ttlSeconds', message: /from 60 to 86400/ },
+  { name: 'the hold timeout is above an hour', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.holdTimeoutSeconds = 3601; }, field: 'spec.rules[2].approval.holdTimeoutSeconds', message: /from 1 to 3600/ },
+  { name: 'a window is longer than 8 hours', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.grant = { scope: 'window', windowSeconds: 28801 }; }, field: 'spec.rules[2].approval.grant.windowSeconds', message: /from 60 to 28800/ },
+  { name: 'a reviewer is a service account', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.reviewers.users = ['system:serviceaccount:payments:api']; }, field: 'spec.rules[2].approval.reviewers.users[0]', message: /service accounts never review/ },
+  { name: 'a reviewer group holds only service accounts', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.reviewers.groups = ['dba', 'system:serviceaccounts:payments']; }, field: 'spec.rules[2].approval.reviewers.groups[1]', message: /only service accounts are in this group/ },
+  { name: 'the reviewer group is the unauthenticated group', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.reviewers.groups = ['system:unauthenticated']; }, field: 'spec.rules[2].approval.reviewers.groups[0]', message: /unauthenticated reviewer/ },
+  { name: 'a reviewer group is listed twice', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.reviewers.groups = ['dba', 'dba']; }, field: 'spec.rules[2].approval.reviewers.groups[1]', message: /duplicate "dba"/ },
+  { name: 'a reviewer user is blank', edit: (s) => { approvalSpec(s); s.rules[2]!.approval!.reviewers.users = [' ']; }, field: 'spec.rules[2].approval.reviewers.users[0]', message: /must not be empty/ },
+  { name: 'defaultAction asks for approval without defaultApproval', edit: (s) => { s.defaultAction = 'require-approval'; }, field: 'spec.defaultApproval', message: /required by defaultAction: require-approval/ },
+  { name: 'masking predicates ask for approval without defaultApproval', edit: (s) => { s.masking = { predicates: 'require-approval', columns: [{ column: 'public.t.c', strategy: 'redact' }] }; }, field: 'spec.defaultApproval', message: /required by masking.predicates: require-approval/ },
+  { name: 'defaultApproval is given but nothing uses it', edit: (s) => { s.defaultApproval = { reviewers: { groups: ['dba'] } }; }, field: 'spec.defaultApproval', message: /has no effect/ },
+  { name: 'defaultApproval names no reviewer', edit: (s) => { s.defaultAction = 'require-approval'; s.defaultApproval = { reviewers: {} }; }, field: 'spec.defaultApproval.reviewers', message: /at least one group or user/ },
+  { name: 'reviewer authentication has both JWKS sources', edit: (s) => { s.reviewerAuthentication = { ...REVIEWER_AUTH, jwksFile: '/k' }; }, field: 'spec.reviewerAuthentication', message: /exactly one of jwksUri or jwksFile/ },
+  { name: 'reviewer authentication has no JWKS source', edit: (s) => { s.reviewerAuthentication = { issuer: REVIEWER_AUTH.issuer, audience: REVIEWER_AUTH.audience }; }, field: 'spec.reviewerAuthentication', message: /exactly one of jwksUri or jwksFile/ },
+  { name: 'review tokens share issuer and audience with caller tokens', edit: (s) => { s.reviewerAuthentication = { ...REVIEWER_AUTH, audience: 'custos' }; }, field: 'spec.reviewerAuthentication.audience', message: /equals the audience of spec.issuers\[0\].*caller token would be accepted as a review/ },
+  { name: 'the review token age is above an hour', edit: (s) => { s.reviewerAuthentication = { ...REVIEWER_AUTH, maxTokenAgeSeconds: 7200 }; }, field: 'spec.reviewerAuthentication.maxTokenAgeSeconds', message: /from 30 to 3600/ },
+  { name: 'the groups claim is blank', edit: (s) => { s.reviewerAuthentication = { ...REVIEWER_AUTH, groupsClaim: ' ' }; }, field: 'spec.reviewerAuthentication.groupsClaim', message: /must not be empty/ },
 ];
 /* eslint-enable @typescript-eslint/no-non-null-assertion */
 

@@ -1,9 +1,11 @@
 // Compiles a schema-valid AccessPolicy (crds/validate-document.ts checks the schema) into the form
 // `evaluate` runs on every statement: names resolved to indexes, groups expanded to kind sets,
-// patterns compiled once. Semantic problems are all collected and reported together, each naming
-// its field.
+// patterns compiled once, approval settings with their defaults. Semantic problems are all
+// collected and reported together, each naming its field.
 import { createHash } from 'node:crypto';
 import type { AccessPolicy, AccessPolicyIssuer, AccessPolicyRule, AccessPolicySpec, AccessPolicyTarget } from '../crds/generated/access-policy.ts';
+import type { ApprovalSettings, ReviewerAuthentication } from './approvals/approval-types.ts';
+import { compileApproval, compileReviewerAuthentication } from './approvals/compile-approval.ts';
 import { type CompiledMasking, compileMasking } from './masking/compile-masking.ts';
 import { compileNamePattern, type NamePattern } from './name-pattern.ts';
 import { type PolicyIssue, PolicyValidationError } from './policy-validation-error.ts';
@@ -29,6 +31,8 @@ export interface CompiledRule {
   readonly unfilteredWrite: boolean;
   readonly opaque: boolean | null;
   readonly copy: ReadonlySet<CopyEndpoint> | null;
+  /** Present exactly when the action is require-approval: who reviews, how the client waits. */
+  readonly approval?: ApprovalSettings;
 }
 
 export interface CompiledPolicy {
@@ -43,6 +47,14 @@ export interface CompiledPolicy {
   readonly subjects: ReadonlyMap<string, CompiledSubject>;
   readonly rules: readonly CompiledRule[];
   readonly defaultAction: Action;
+  /**
+   * `spec.defaultApproval`: the settings of require-approval decisions no rule makes (the default
+   * action, and `masking.predicates`, which `masking.predicatesApproval` also carries); null when
+   * neither asks for approval.
+   */
+  readonly defaultApproval: ApprovalSettings | null;
+  /** `spec.reviewerAuthentication` with defaults: how local-mode reviewers authenticate; null when absent. */
+  readonly reviewerAuthentication: ReviewerAuthentication | null;
   /** Result masking; null when the policy masks nothing (no columns and no detectors). */
   readonly masking: CompiledMasking | null;
 }
@@ -93,12 +105,34 @@ export function compilePolicy(policy: AccessPolicy, options: { version?: string 
     rules.push(compileRule(rule, field, targets, subjects, subjectNames, issues));
   }
 
+  // Approvals that no rule asks for: the default action, and masked columns used in conditions.
+  const approvalUsers = [
+    ...(spec.defaultAction === 'require-approval' ? ['defaultAction: require-approval'] : []),
+    ...(spec.masking?.predicates === 'require-approval' ? ['masking.predicates: require-approval'] : []),
+  ];
+  let defaultApproval: ApprovalSettings | null = null;
+  if (spec.defaultApproval !== undefined) {
+    if (approvalUsers.length === 0) {
+      issues.push({ field: 'spec.defaultApproval', message: 'has no effect: only defaultAction: require-approval or masking.predicates: require-approval use it (rules carry their own approval)' });
+    }
+    defaultApproval = compileApproval(spec.defaultApproval, 'spec.defaultApproval', issues) ?? null;
+  } else if (approvalUsers.length > 0) {
+    issues.push({ field: 'spec.defaultApproval', message: `required by ${approvalUsers.join(' and ')}: who reviews those statements` });
+  }
+
+  const reviewerAuthentication = spec.reviewerAuthentication === undefined
+    ? null
+    : compileReviewerAuthentication(spec.reviewerAuthentication, 'spec.reviewerAuthentication', issuers, issues) ?? null;
+
   let masking: CompiledMasking | null = null;
   try {
     masking = compileMasking(spec.masking, subjects, 'spec.masking', subjectNames);
   } catch (e: unknown) {
     if (!(e instanceof PolicyValidationError)) throw e;
     issues.push(...e.issues);
+  }
+  if (masking !== null && masking.predicates === 'require-approval' && defaultApproval !== null) {
+    masking = { ...masking, predicatesApproval: defaultApproval };
   }
 
   if (issues.length > 0) throw new PolicyValidationError(issues);
@@ -112,6 +146,8 @@ export function compilePolicy(policy: AccessPolicy, options: { version?: string 
     subjects,
     rules,
     defaultAction: spec.defaultAction ?? 'deny',
+    defaultApproval,
+    reviewerAuthentication,
     masking,
   };
 }
@@ -157,6 +193,14 @@ function compileRule(
     return out;
   };
 
+  let approval: ApprovalSettings | undefined;
+  if (rule.action === 'require-approval') {
+    if (rule.approval === undefined) issues.push({ field: `${field}.approval`, message: 'required with action require-approval: who reviews the statements this rule holds (approval.reviewers)' });
+    else approval = compileApproval(rule.approval, `${field}.approval`, issues);
+  } else if (rule.approval !== undefined) {
+    issues.push({ field: `${field}.approval`, message: `only applies to action require-approval, not ${rule.action}` });
+  }
+
   return {
     name: rule.name,
     action: rule.action,
@@ -169,6 +213,7 @@ function compileRule(
     unfilteredWrite: sql?.where === 'missing-or-constant',
     opaque: sql?.opaque ?? null,
     copy: sql?.copy === undefined ? null : new Set(sql.copy),
+    ...(approval !== undefined ? { approval } : {}),
   };
 }
 

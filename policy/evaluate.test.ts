@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import type { AccessPolicyRule, AccessPolicySpec } from '../crds/generated/access-policy.ts';
+import type { AccessPolicyApproval, AccessPolicyRule, AccessPolicySpec } from '../crds/generated/access-policy.ts';
 import { type CompiledPolicy, compilePolicy } from './compile.ts';
 import { evaluate } from './evaluate.ts';
 import { analyseSql, loadSqlParser } from './sql/parser.ts';
@@ -52,6 +52,8 @@ function policy(rules: AccessPolicyRule[], extra: Partial<AccessPolicySpec> = {}
   });
 }
 
+const DBA_APPROVAL: AccessPolicyApproval = { reviewers: { groups: ['dba'] } };
+
 const CI_CLAIMS = { sub: 'repo:acme/billing', repository: 'acme/billing', ref: 'refs/heads/main', workflow: 'deploy-prod' };
 
 interface Case {
@@ -98,7 +100,7 @@ describe('evaluate', () => {
   table('rule order and defaults', () => policy([
     { name: 'deny-drop', match: { sql: { statements: ['drop'] } }, action: 'deny', message: 'no drops' },
     { name: 'allow-drop-late', match: { sql: { statements: ['drop'] } }, action: 'allow' },
-    { name: 'approve-truncate', match: { sql: { statements: ['truncate'] } }, action: 'require-approval' },
+    { name: 'approve-truncate', match: { sql: { statements: ['truncate'] } }, action: 'require-approval', approval: DBA_APPROVAL },
     { name: 'allow-select', match: { sql: { statements: ['select'] } }, action: 'allow' },
   ]), [
     { name: 'an earlier deny rule matches', sql: 'DROP TABLE t', action: 'deny', rule: 'deny-drop', reason: 'rule-matched' },
@@ -114,7 +116,8 @@ describe('evaluate', () => {
 
   it('uses the default action the policy names when no rule matches', () => {
     for (const defaultAction of ['allow', 'deny', 'require-approval'] as const) {
-      check(policy([], { defaultAction }), { name: '', sql: 'SELECT 1', action: defaultAction, rule: null, reason: 'default-action' });
+      const extra = defaultAction === 'require-approval' ? { defaultAction, defaultApproval: DBA_APPROVAL } : { defaultAction };
+      check(policy([], extra), { name: '', sql: 'SELECT 1', action: defaultAction, rule: null, reason: 'default-action' });
     }
   });
 
@@ -208,7 +211,7 @@ describe('evaluate', () => {
   table('opaque statements', () => policy([
     { name: 'allow-call-by-ops', subjects: ['any-sa-in-ops'], match: { sql: { statements: ['call'], opaque: true } }, action: 'allow' },
     { name: 'allow-everything', action: 'allow' },
-    { name: 'approve-opaque', match: { sql: { opaque: true } }, action: 'require-approval' },
+    { name: 'approve-opaque', match: { sql: { opaque: true } }, action: 'require-approval', approval: DBA_APPROVAL },
   ]), [
     { name: 'an allow rule without opaque: true meets a DO block', sql: 'DO $$ BEGIN DELETE FROM t; END $$', action: 'require-approval', rule: 'approve-opaque' },
     { name: 'an allow rule without opaque: true meets CALL', sql: 'CALL p()', action: 'require-approval', rule: 'approve-opaque' },
@@ -262,4 +265,61 @@ describe('evaluate', () => {
     { name: 'the dotted claim has another value', sql: 'LISTEN c', identity: { workload: workload('other', 'web') }, action: 'deny', rule: null },
     { name: 'the connection is anonymous', sql: 'SELECT 1', identity: {}, action: 'deny', rule: null },
   ]);
+
+  describe('approval settings', () => {
+    const SECURITY_APPROVAL: AccessPolicyApproval = { reviewers: { users: ['sec@example.com'] }, mode: 'return' };
+    const rules = (): AccessPolicyRule[] => [
+      { name: 'approve-truncate', match: { sql: { statements: ['truncate'] } }, action: 'require-approval', approval: DBA_APPROVAL },
+      { name: 'approve-unfiltered', match: { sql: { where: 'missing-or-constant' } }, action: 'require-approval', approval: { ...DBA_APPROVAL } },
+      { name: 'approve-grants', match: { sql: { statements: ['grant'] } }, action: 'require-approval', approval: SECURITY_APPROVAL },
+      { name: 'allow-rest', match: { sql: { statements: ['select', 'delete', 'insert'] } }, action: 'allow' },
+    ];
+    const decide = (p: CompiledPolicy, sql: string): ReturnType<typeof evaluate> => evaluate(p, { identity: {}, target: 'billing', sql: analyseSql(sql) });
+    const DBA_SETTINGS = { reviewers: { groups: ['dba'], users: [] }, minApprovals: 1, mode: 'hold', holdTimeoutSeconds: 300, ttlSeconds: 3600, grant: { scope: 'once' } };
+
+    it("returns the deciding rule's settings, defaults applied, on a require-approval decision", () => {
+      const decision = decide(policy(rules()), 'TRUNCATE t');
+      assert.equal(decision.action, 'require-approval');
+      assert.deepEqual(decision.approval, DBA_SETTINGS);
+      assert.deepEqual(decision.statements[0]?.approval, DBA_SETTINGS);
+    });
+
+    it('returns no settings on allow and deny decisions', () => {
+      const p = policy(rules());
+      assert.equal(decide(p, 'SELECT 1').approval, undefined);
+      assert.equal(decide(p, 'DROP TABLE t').approval, undefined);
+      assert.equal(decide(p, 'TRUNCATE t; DROP TABLE t').approval, undefined, 'deny wins, and carries no approval');
+    });
+
+    it('returns spec.defaultApproval when the default action asks for approval', () => {
+      const p = policy([], { defaultAction: 'require-approval', defaultApproval: SECURITY_APPROVAL });
+      const decision = decide(p, 'SELECT 1');
+      assert.equal(decision.action, 'require-approval');
+      assert.equal(decision.approval?.mode, 'return');
+      assert.deepEqual(decision.approval.reviewers, { groups: [], users: ['sec@example.com'] });
+    });
+
+    it('holds a message for one request when its statements need the same settings under two rules', () => {
+      const decision = decide(policy(rules()), 'TRUNCATE t; DELETE FROM t');
+      assert.equal(decision.action, 'require-approval');
+      assert.equal(decision.rule, 'approve-truncate');
+      assert.deepEqual(decision.approval, DBA_SETTINGS);
+    });
+
+    it('denies a message whose statements need approval from different reviewers (one group must not approve for the other)', () => {
+      const decision = decide(policy(rules()), 'TRUNCATE t; GRANT SELECT ON t TO x');
+      assert.equal(decision.action, 'deny');
+      assert.equal(decision.reason, 'approval-conflict');
+      assert.match(decision.message ?? '', /"approve-truncate", "approve-grants".*send them separately/);
+      assert.equal(decision.approval, undefined);
+      assert.deepEqual(decision.statements.map((s) => s.action), ['require-approval', 'require-approval']);
+    });
+
+    it('denies a require-approval decision that has no settings rather than holding it for nobody', () => {
+      const compiled = policy([], { defaultAction: 'require-approval', defaultApproval: DBA_APPROVAL });
+      const decision = decide({ ...compiled, defaultApproval: null }, 'SELECT 1');
+      assert.equal(decision.action, 'deny');
+      assert.equal(decision.reason, 'approval-unconfigured');
+    });
+  });
 });

@@ -10,6 +10,12 @@
 //   search_path), every COPY endpoint listed; and an opaque statement only with `opaque: true`.
 //   Otherwise `statements: [select]` would allow `INSERT ... SELECT` or a CTE that deletes.
 // `where: missing-or-constant` and `opaque` are plain conditions on the statement either way.
+//
+// A require-approval decision carries the approval settings of its rule (or spec.defaultApproval).
+// One request covers a whole message, so a message whose statements need approval under different
+// settings (say, the dba group for one and security for another) is denied: approving it under
+// either set alone would let one group approve what only the other may.
+import type { ApprovalSettings } from './approvals/approval-types.ts';
 import type { CompiledPolicy, CompiledRule } from './compile.ts';
 import { coversEverySchema, functionCandidates, matchesAnySchema, relationCandidates } from './name-pattern.ts';
 import { type CompiledSubject, subjectMatchesIdentity } from './subjects.ts';
@@ -74,22 +80,48 @@ export function evaluate(policy: CompiledPolicy, input: EvaluationInput): Decisi
     context.apply(facts);
   }
   if (decisive === undefined) throw new Error('unreachable: a message with statements has a decision');
+  if (decisive.action === 'require-approval') {
+    const conflict = approvalConflict(statements);
+    if (conflict !== undefined) return { action: 'deny', rule: decisive.rule, reason: 'approval-conflict', message: conflict, statements };
+  }
   return {
     action: decisive.action,
     rule: decisive.rule,
     reason: decisive.reason,
     ...(decisive.message !== undefined ? { message: decisive.message } : {}),
+    ...(decisive.approval !== undefined ? { approval: decisive.approval } : {}),
     statements,
   };
+}
+
+/** Why the message's approvals cannot be one request, or undefined when they can. */
+function approvalConflict(statements: readonly StatementDecision[]): string | undefined {
+  const asking = statements.filter((s) => s.action === 'require-approval');
+  // compileApproval builds every settings object with the same key order, so JSON compares them.
+  const distinct = new Set(asking.map((s) => JSON.stringify(s.approval ?? null)));
+  if (distinct.size <= 1) return undefined;
+  const rules = [...new Set(asking.map((s) => s.rule ?? '(default)'))].map((r) => `"${r}"`).join(', ');
+  return `statements of this message need approval under different rules (${rules}): send them separately`;
 }
 
 function decideStatement(policy: CompiledPolicy, facts: StatementFacts, context: Context): StatementDecision {
   for (const rule of policy.rules) {
     if (ruleApplies(rule, facts, context)) {
-      return { action: rule.action, rule: rule.name, reason: 'rule-matched', ...(rule.message !== undefined ? { message: rule.message } : {}), facts };
+      const decision: StatementDecision = { action: rule.action, rule: rule.name, reason: 'rule-matched', ...(rule.message !== undefined ? { message: rule.message } : {}), facts };
+      return withApproval(decision, rule.approval);
     }
   }
-  return { action: policy.defaultAction, rule: null, reason: 'default-action', facts };
+  return withApproval({ action: policy.defaultAction, rule: null, reason: 'default-action', facts }, policy.defaultApproval ?? undefined);
+}
+
+/**
+ * Attaches the approval settings to a require-approval decision. Without settings nobody could
+ * review it, so it is denied rather than held forever (compilePolicy never lets that happen).
+ */
+function withApproval(decision: StatementDecision, approval: ApprovalSettings | undefined): StatementDecision {
+  if (decision.action !== 'require-approval') return decision;
+  if (approval === undefined) return { ...decision, action: 'deny', reason: 'approval-unconfigured', message: 'approval required, but the policy names no reviewers' };
+  return { ...decision, approval };
 }
 
 function ruleApplies(rule: CompiledRule, facts: StatementFacts, context: Context): boolean {

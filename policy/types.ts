@@ -1,4 +1,5 @@
 // Contract types of the policy language: identities in, decisions out. Pure data, no I/O.
+import type { ApprovalSettings } from './approvals/approval-types.ts';
 
 /** Kubernetes attributes of a workload identity (from a projected service-account token). */
 export interface KubernetesIdentity {
@@ -93,6 +94,8 @@ export interface StatementDecision {
   readonly reason: string;
   readonly message?: string;
   readonly facts?: StatementFacts;
+  /** With action require-approval: the deciding rule's approval settings (or spec.defaultApproval). */
+  readonly approval?: ApprovalSettings;
 }
 
 /** The decision for a whole client message: the most restrictive of its statements' decisions. */
@@ -101,6 +104,11 @@ export interface Decision {
   readonly rule: string | null;
   readonly reason: string;
   readonly message?: string;
+  /**
+   * With action require-approval: who reviews and how the client waits. Always present on a
+   * require-approval decision (the compiler refuses a policy that could yield one without it).
+   */
+  readonly approval?: ApprovalSettings;
   readonly statements: readonly StatementDecision[];
 }
 

@@ -90,6 +90,60 @@ describe('custos policy check', () => {
     }
   });
 
+  it('prints the approval settings of a require-approval decision (examples/approvals-policy.yaml)', async () => {
+    const policy = join(REPO_ROOT, 'examples', 'approvals-policy.yaml');
+    const api = { workload: { namespace: 'payments', serviceAccount: 'billing-api' } };
+    const check = async (sql: string): Promise<CheckOutput & { approval?: unknown }> =>
+      JSON.parse(await run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', policy, '--identity', JSON.stringify(api), '--sql', sql])) as CheckOutput & { approval?: unknown };
+    const held = await check('DELETE FROM invoices');
+    assert.equal(held.action, 'require-approval');
+    assert.equal(held.rule, 'approve-unfiltered-writes');
+    assert.deepEqual(held.approval, {
+      reviewers: { groups: ['dba'], users: [] }, minApprovals: 1, mode: 'hold', holdTimeoutSeconds: 600, ttlSeconds: 3600, grant: { scope: 'once' },
+    });
+    const returned = await check('TRUNCATE invoices');
+    assert.deepEqual(returned.approval, {
+      reviewers: { groups: ['dba'], users: ['cto@example.com'] }, minApprovals: 2, mode: 'return', holdTimeoutSeconds: 300, ttlSeconds: 7200, grant: { scope: 'once' },
+    });
+    const allowed = await check('DELETE FROM invoices WHERE id = 1');
+    assert.equal(allowed.action, 'allow');
+    assert.equal('approval' in allowed, false, 'no approval field on an allow decision');
+  });
+
+  it('prints spec.defaultApproval when masking asks for approval of a condition on a masked column', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
+    const file = join(dir, 'policy.yaml');
+    const withMasking = (await readFile(POLICY, 'utf8')).replace(
+      '  defaultAction: deny',
+      '  masking:\n    predicates: require-approval\n    columns:\n      - {column: public.invoices.customer, strategy: redact}\n'
+        + '  defaultApproval:\n    reviewers: {groups: [privacy]}\n    mode: return\n  defaultAction: deny',
+    );
+    await writeFile(file, withMasking);
+    try {
+      const out = JSON.parse(await run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', file, '--sql', "SELECT id FROM invoices WHERE customer LIKE 'A%'"])) as CheckOutput & { approval?: { reviewers: unknown; mode: string } };
+      assert.equal(out.action, 'require-approval');
+      assert.equal(out.reason, 'masking-predicate');
+      assert.deepEqual(out.approval?.reviewers, { groups: ['privacy'], users: [] });
+      assert.equal(out.approval.mode, 'return');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the approval field when a require-approval rule has no reviewers', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
+    const file = join(dir, 'policy.yaml');
+    await writeFile(file, (await readFile(POLICY, 'utf8')).replace('      action: deny\n      message: schema changes', '      action: require-approval\n      message: schema changes'));
+    try {
+      await assert.rejects(
+        run(NODE, [CUSTOS_CLI, 'policy', 'check', '--policy', file, '--sql', 'SELECT 1']),
+        /spec\.rules\[0\]\.approval: required with action require-approval/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('names the field when the policy is invalid', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'custos-cli-'));
     const file = join(dir, 'policy.yaml');

@@ -60,10 +60,16 @@ export function checkStatement(policy: CompiledPolicy, request: { sql: string; i
   const identity = parseIdentity(request.identity);
   const masking = decision.action === 'allow' ? maskingReport(policy, request.sql, analysis.ok, identity) : undefined;
   const refusedBy = masking?.refused;
+  // Who would review, and how the client would wait: the rule's settings, or for a condition on a
+  // masked column the policy's defaultApproval (which masking carries).
+  const approval = refusedBy === undefined
+    ? decision.approval
+    : refusedBy.action === 'require-approval' ? policy.masking?.predicatesApproval : undefined;
   return {
     action: refusedBy === undefined ? decision.action : refusedBy.action,
     rule: decision.rule,
     reason: refusedBy === undefined ? decision.reason : `masking-${refusedBy.reason}`,
+    ...(approval !== undefined ? { approval } : {}),
     ...(masking !== undefined ? { masking } : {}),
     ...(decision.message !== undefined ? { message: decision.message } : {}),
     target,

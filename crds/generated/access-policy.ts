@@ -40,8 +40,12 @@ export interface AccessPolicySpec {
   rules: AccessPolicyRule[];
   /** Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing. */
   masking?: AccessPolicyMasking;
+  /** How reviewers authenticate in local mode (reviews submitted with the custos CLI through Redis, without Kubernetes): with an OIDC token from this issuer, verified by the sidecar for every review, so that write access to Redis alone cannot forge one. Not used under Kubernetes, where the API server authenticates reviewers. Local-mode reviews are refused while it is absent. */
+  reviewerAuthentication?: AccessPolicyReviewerAuthentication;
   /** Decision for statements no rule matches (default deny). */
   defaultAction?: 'allow' | 'deny' | 'require-approval';
+  /** Approval settings for the require-approval decisions that no rule makes: `defaultAction: require-approval` and `masking.predicates: require-approval`. Required when either is set, refused otherwise. Same fields as a rule's approval. */
+  defaultApproval?: AccessPolicyDefaultApproval;
 }
 
 /** Pods (in the policy's namespace) that this policy applies to; the webhook injects the sidecar into them. Empty selects every pod of the namespace. */
@@ -148,6 +152,8 @@ export interface AccessPolicyRule {
   action: 'allow' | 'deny' | 'require-approval';
   /** Shown to the client with the rule name when the rule blocks a statement. */
   message?: string;
+  /** Required with action require-approval, refused with any other action: who reviews the statements this rule holds, how many approvals it takes, how the client waits and what an approval covers. */
+  approval?: AccessPolicyApproval;
 }
 
 /** Conditions on the statement; all given conditions must hold. A rule without match matches every statement. */
@@ -168,6 +174,38 @@ export interface AccessPolicySqlMatch {
   opaque?: boolean;
   /** COPY endpoints (any of). */
   copy?: Array<'stdin' | 'stdout' | 'program' | 'file'>;
+}
+
+/** Required with action require-approval, refused with any other action: who reviews the statements this rule holds, how many approvals it takes, how the client waits and what an approval covers. */
+export interface AccessPolicyApproval {
+  /** Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request. */
+  reviewers: AccessPolicyApprovalReviewers;
+  /** Distinct eligible reviewers who must approve (default 1). Any eligible deny ends the request. */
+  minApprovals?: number;
+  /** `hold` (default): the client waits while reviewers decide. `return`: the client gets SQLSTATE 57014 at once, with the request's name in the message, and resends the identical statement once it is approved. */
+  mode?: 'hold' | 'return';
+  /** hold only. The longest a held statement waits for a decision before it ends with SQLSTATE 57014 (default 300, or ttlSeconds when that is shorter); at most ttlSeconds. */
+  holdTimeoutSeconds?: number;
+  /** How long a request stays reviewable before it expires (default 3600). Expired means never run. */
+  ttlSeconds?: number;
+  /** What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again. */
+  grant?: AccessPolicyApprovalGrant;
+}
+
+/** Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request. */
+export interface AccessPolicyApprovalReviewers {
+  /** Groups whose members may review (any of). */
+  groups?: string[];
+  /** User names that may review (any of), exactly as authenticated (e.g. `alice@example.com`). */
+  users?: string[];
+}
+
+/** What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again. */
+export interface AccessPolicyApprovalGrant {
+  /** `once` (default) or `window`. */
+  scope: 'once' | 'window';
+  /** window only (and required there). How long the grant lasts after the approval. */
+  windowSeconds?: number;
 }
 
 /** Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing. */
@@ -206,6 +244,56 @@ export interface AccessPolicyDetector {
   pattern?: string;
   /** How a match is replaced (default redact); `partial` keeps its default 0 first and 4 last characters. */
   strategy?: 'redact' | 'partial' | 'hmac' | 'null';
+}
+
+/** How reviewers authenticate in local mode (reviews submitted with the custos CLI through Redis, without Kubernetes): with an OIDC token from this issuer, verified by the sidecar for every review, so that write access to Redis alone cannot forge one. Not used under Kubernetes, where the API server authenticates reviewers. Local-mode reviews are refused while it is absent. */
+export interface AccessPolicyReviewerAuthentication {
+  /** Exact `iss` value of review tokens (no normalisation; a trailing slash is a different issuer). */
+  issuer: string;
+  /** The `aud` value a review token must contain. When the issuer is also in spec.issuers, use another audience than theirs, so that a database caller token is never accepted as a review. */
+  audience: string;
+  /** HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile. */
+  jwksUri?: string;
+  /** Path of a file holding the issuer's JWKS, re-read when it changes. */
+  jwksFile?: string;
+  /** Claim holding the reviewer's user name, matched against reviewers.users (default `email`, falling back to `sub`). */
+  usernameClaim?: string;
+  /** Claim holding the reviewer's groups (a list of strings), matched against reviewers.groups (default `groups`). */
+  groupsClaim?: string;
+  /** A review token issued longer ago than this is refused (default 600). */
+  maxTokenAgeSeconds?: number;
+}
+
+/** Approval settings for the require-approval decisions that no rule makes: `defaultAction: require-approval` and `masking.predicates: require-approval`. Required when either is set, refused otherwise. Same fields as a rule's approval. */
+export interface AccessPolicyDefaultApproval {
+  /** Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request. */
+  reviewers: AccessPolicyDefaultApprovalReviewers;
+  /** Distinct eligible reviewers who must approve (default 1). Any eligible deny ends the request. */
+  minApprovals?: number;
+  /** `hold` (default): the client waits while reviewers decide. `return`: the client gets SQLSTATE 57014 at once, with the request's name in the message, and resends the identical statement once it is approved. */
+  mode?: 'hold' | 'return';
+  /** hold only. The longest a held statement waits for a decision before it ends with SQLSTATE 57014 (default 300, or ttlSeconds when that is shorter); at most ttlSeconds. */
+  holdTimeoutSeconds?: number;
+  /** How long a request stays reviewable before it expires (default 3600). Expired means never run. */
+  ttlSeconds?: number;
+  /** What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again. */
+  grant?: AccessPolicyDefaultApprovalGrant;
+}
+
+/** Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request. */
+export interface AccessPolicyDefaultApprovalReviewers {
+  /** Groups whose members may review (any of). */
+  groups?: string[];
+  /** User names that may review (any of), exactly as authenticated (e.g. `alice@example.com`). */
+  users?: string[];
+}
+
+/** What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again. */
+export interface AccessPolicyDefaultApprovalGrant {
+  /** `once` (default) or `window`. */
+  scope: 'once' | 'window';
+  /** window only (and required there). How long the grant lasts after the approval. */
+  windowSeconds?: number;
 }
 
 export interface AccessPolicyStatus {

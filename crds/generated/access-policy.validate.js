@@ -2,7 +2,7 @@
 "use strict";
 export const validate = validate10;
 export default validate10;
-const schema11 = {"type":"object","description":"AccessPolicy decides, per command, what workloads and callers may do on their data-path targets.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessPolicy"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"The policy. Rules are evaluated in order for every statement; the first rule that matches decides.","required":["targets","rules"],"properties":{"selector":{"type":"object","description":"Pods (in the policy's namespace) that this policy applies to; the webhook injects the sidecar into them. Empty selects every pod of the namespace.","properties":{"matchLabels":{"type":"object","additionalProperties":{"type":"string"}},"matchExpressions":{"type":"array","items":{"type":"object","required":["key","operator"],"properties":{"key":{"type":"string"},"operator":{"type":"string","enum":["In","NotIn","Exists","DoesNotExist"]},"values":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}}},"additionalProperties":false},"issuers":{"type":"array","description":"Trusted issuers of caller tokens (OIDC JWTs presented as the database password).","items":{"type":"object","required":["issuer","audience"],"oneOf":[{"required":["jwksUri"]},{"required":["jwksFile"]}],"properties":{"issuer":{"type":"string","description":"Exact `iss` value (no normalisation; a trailing slash is a different issuer).","minLength":1,"maxLength":512},"audience":{"type":"string","description":"The `aud` value a token must contain.","minLength":1,"maxLength":256},"jwksUri":{"type":"string","description":"HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile.","pattern":"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},"jwksFile":{"type":"string","description":"Path of a file holding the issuer's JWKS, re-read when it changes."},"algorithms":{"type":"array","description":"Accepted signature algorithms (asymmetric only).","items":{"type":"string","enum":["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"]}},"maxTokenAgeSeconds":{"type":"integer","description":"Reject tokens issued longer ago than this (default 3600).","minimum":60,"maximum":86400},"clockToleranceSeconds":{"type":"integer","description":"Allowed clock skew for exp/nbf (default 30).","minimum":0,"maximum":300}},"additionalProperties":false}},"subjects":{"type":"array","description":"Named identities that rules refer to. A subject matches a workload identity (Kubernetes service account) or a caller token (OIDC issuer and claims).","items":{"type":"object","required":["name"],"oneOf":[{"required":["serviceAccount"]},{"required":["oidc"]}],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"serviceAccount":{"type":"object","required":["name"],"properties":{"name":{"type":"string","description":"Service account name; `*` matches any."},"namespace":{"type":"string","description":"Namespace of the service account; defaults to the policy's namespace."}},"additionalProperties":false},"oidc":{"type":"object","required":["issuer"],"properties":{"issuer":{"type":"string"},"claims":{"type":"array","description":"Every matcher must hold.","items":{"type":"object","required":["claim"],"properties":{"claim":{"type":"string","description":"Claim name; a dotted path reaches nested claims (`kubernetes.io.namespace`)."},"equals":{"type":"string"},"in":{"type":"array","items":{"type":"string"}},"glob":{"type":"string","description":"Shell-style pattern (`*` any run, `?` one character)."}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false}},"targets":{"type":"array","description":"Upstream services reached through the sidecar.","minItems":1,"items":{"type":"object","required":["name","protocol","host","port"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"database":{"type":"string","description":"Upstream database; a client asking for another database is refused."},"listenPort":{"type":"integer","description":"Explicit mode only; the local port the sidecar listens on for this target.","minimum":1,"maximum":65535},"clientAuthentication":{"type":"string","description":"How callers authenticate to the sidecar. `workload` asks for nothing and uses the pod's workload identity (workloads change nothing); `caller-token` asks for an OIDC JWT as the password (over TLS or loopback only).","enum":["workload","caller-token"]},"credentials":{"type":"object","description":"Upstream credentials, read by the sidecar only from a Secret mounted into it.","required":["secretName"],"properties":{"secretName":{"type":"string"},"usernameKey":{"type":"string","description":"Key of the user name in the Secret (default `username`)."},"passwordKey":{"type":"string","description":"Key of the password in the Secret (default `password`)."}},"additionalProperties":false},"tls":{"type":"object","description":"TLS to the upstream.","properties":{"mode":{"type":"string","enum":["disable","prefer","require","verify-ca","verify-full"]},"caSecretName":{"type":"string","description":"Secret holding `ca.crt` to verify the upstream (verify-ca, verify-full)."},"serverName":{"type":"string","description":"Name to verify in verify-full mode (default host)."}},"additionalProperties":false}},"additionalProperties":false}},"rules":{"type":"array","description":"Ordered rules; for each statement the first matching rule decides.","items":{"type":"object","required":["name","action"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"description":{"type":"string","maxLength":1024},"targets":{"type":"array","description":"Target names the rule applies to (all when absent).","items":{"type":"string"}},"subjects":{"type":"array","description":"Subject names the rule applies to (everyone when absent).","items":{"type":"string"}},"match":{"type":"object","description":"Conditions on the statement; all given conditions must hold. A rule without match matches every statement.","properties":{"sql":{"type":"object","properties":{"statements":{"type":"array","description":"Statement kinds (any of). Group names expand (ddl, dml, read, write).","items":{"type":"string","enum":["select","insert","update","delete","merge","truncate","copy-from","copy-to","create","alter","drop","grant","revoke","set","show","transaction","explain","do","call","create-function","prepare","execute","deallocate","declare","fetch","close","listen","notify","lock","maintenance","discard","other","ddl","dml","read","write"]}},"objects":{"type":"array","description":"Relations touched (any of), as `schema.name` patterns; `*` matches a run of characters.","items":{"type":"string"}},"functions":{"type":"array","description":"Functions called (any of), as `schema.name` patterns.","items":{"type":"string"}},"where":{"type":"string","description":"`missing-or-constant`: UPDATE/DELETE/MERGE whose filter is absent or does not depend on any column.","enum":["missing-or-constant"]},"opaque":{"type":"boolean","description":"Matches (true) statements whose effect cannot be known from the text (DO, CREATE FUNCTION/PROCEDURE, CALL, SQL-level PREPARE/EXECUTE)."},"copy":{"type":"array","description":"COPY endpoints (any of).","items":{"type":"string","enum":["stdin","stdout","program","file"]}}},"additionalProperties":false}},"additionalProperties":false},"action":{"type":"string","enum":["allow","deny","require-approval"]},"message":{"type":"string","description":"Shown to the client with the rule name when the rule blocks a statement.","maxLength":512}},"additionalProperties":false}},"masking":{"type":"object","description":"Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing.","properties":{"hmacKeyFile":{"type":"string","description":"Path of the HMAC key file, mounted into the sidecar only (never into the workload). Required when any column or detector uses the hmac strategy; the whole file content is the key.","minLength":1,"maxLength":4096},"onUnresolvable":{"type":"string","description":"What to do with an output column whose derivation Custos cannot determine (e.g. a relation newer than the catalog snapshot, or an expression it cannot analyse): `mask` replaces its values (default), `deny` refuses the statement.","enum":["mask","deny"]},"predicates":{"type":"string","description":"What to do when a masked column is used in WHERE, JOIN, ORDER BY, GROUP BY, HAVING or DISTINCT, where it can reveal its value by inference without being returned: `deny` refuses the statement (default), `require-approval` holds it for approval, `allow` accepts the risk.","enum":["allow","deny","require-approval"]},"exemptSubjects":{"type":"array","description":"Subject names (spec.subjects) that see clear values; every exempt result is audited as exempt.","items":{"type":"string","maxLength":63}},"columns":{"type":"array","description":"Masked physical columns.","items":{"type":"object","required":["column","strategy"],"properties":{"column":{"type":"string","description":"`schema.table.column`, with the names exactly as PostgreSQL stores them (an unquoted identifier is stored in lower case). A part holding a dot is written in double quotes (`public.\"a.b\".c`).","minLength":5,"maxLength":200},"strategy":{"type":"string","description":"`redact` replaces the value with a fixed token, `partial` keeps its first and last characters, `hmac` replaces it with a keyed digest (deterministic, so equal values stay equal), `null` returns NULL.","enum":["redact","partial","hmac","null"]},"keepFirst":{"type":"integer","description":"partial only. Characters kept at the start (default 0).","minimum":0,"maximum":64},"keepLast":{"type":"integer","description":"partial only. Characters kept at the end (default 4).","minimum":0,"maximum":64}},"additionalProperties":false}},"detectors":{"type":"array","description":"Value detectors, the backstop on every outbound channel: text that no column rule covers (expressions, notices, errors, notifications, reported parameters) is scanned, and every match is replaced.","items":{"type":"object","required":["type"],"properties":{"type":{"type":"string","description":"What to find; `custom` uses `pattern`.","enum":["email","payment-card","us-ssn","iban","phone","jwt","cloud-access-key","generic-secret","ipv4","ipv6","custom"]},"name":{"type":"string","description":"Name in audit events and metrics; required for custom, defaults to the type otherwise.","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"pattern":{"type":"string","description":"custom only. A JavaScript regular expression source without flags (compiled with `gu`); it must not match the empty string.","minLength":1,"maxLength":1024},"strategy":{"type":"string","description":"How a match is replaced (default redact); `partial` keeps its default 0 first and 4 last characters.","enum":["redact","partial","hmac","null"]}},"additionalProperties":false}}},"additionalProperties":false},"defaultAction":{"type":"string","description":"Decision for statements no rule matches (default deny).","enum":["allow","deny","require-approval"]}},"additionalProperties":false},"status":{"type":"object","properties":{"observedGeneration":{"type":"integer"},"selectedPods":{"type":"integer"},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
+const schema11 = {"type":"object","description":"AccessPolicy decides, per command, what workloads and callers may do on their data-path targets.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessPolicy"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"The policy. Rules are evaluated in order for every statement; the first rule that matches decides.","required":["targets","rules"],"properties":{"selector":{"type":"object","description":"Pods (in the policy's namespace) that this policy applies to; the webhook injects the sidecar into them. Empty selects every pod of the namespace.","properties":{"matchLabels":{"type":"object","additionalProperties":{"type":"string"}},"matchExpressions":{"type":"array","items":{"type":"object","required":["key","operator"],"properties":{"key":{"type":"string"},"operator":{"type":"string","enum":["In","NotIn","Exists","DoesNotExist"]},"values":{"type":"array","items":{"type":"string"}}},"additionalProperties":false}}},"additionalProperties":false},"issuers":{"type":"array","description":"Trusted issuers of caller tokens (OIDC JWTs presented as the database password).","items":{"type":"object","required":["issuer","audience"],"oneOf":[{"required":["jwksUri"]},{"required":["jwksFile"]}],"properties":{"issuer":{"type":"string","description":"Exact `iss` value (no normalisation; a trailing slash is a different issuer).","minLength":1,"maxLength":512},"audience":{"type":"string","description":"The `aud` value a token must contain.","minLength":1,"maxLength":256},"jwksUri":{"type":"string","description":"HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile.","pattern":"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},"jwksFile":{"type":"string","description":"Path of a file holding the issuer's JWKS, re-read when it changes."},"algorithms":{"type":"array","description":"Accepted signature algorithms (asymmetric only).","items":{"type":"string","enum":["RS256","RS384","RS512","PS256","PS384","PS512","ES256","ES384","ES512","EdDSA"]}},"maxTokenAgeSeconds":{"type":"integer","description":"Reject tokens issued longer ago than this (default 3600).","minimum":60,"maximum":86400},"clockToleranceSeconds":{"type":"integer","description":"Allowed clock skew for exp/nbf (default 30).","minimum":0,"maximum":300}},"additionalProperties":false}},"subjects":{"type":"array","description":"Named identities that rules refer to. A subject matches a workload identity (Kubernetes service account) or a caller token (OIDC issuer and claims).","items":{"type":"object","required":["name"],"oneOf":[{"required":["serviceAccount"]},{"required":["oidc"]}],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"serviceAccount":{"type":"object","required":["name"],"properties":{"name":{"type":"string","description":"Service account name; `*` matches any."},"namespace":{"type":"string","description":"Namespace of the service account; defaults to the policy's namespace."}},"additionalProperties":false},"oidc":{"type":"object","required":["issuer"],"properties":{"issuer":{"type":"string"},"claims":{"type":"array","description":"Every matcher must hold.","items":{"type":"object","required":["claim"],"properties":{"claim":{"type":"string","description":"Claim name; a dotted path reaches nested claims (`kubernetes.io.namespace`)."},"equals":{"type":"string"},"in":{"type":"array","items":{"type":"string"}},"glob":{"type":"string","description":"Shell-style pattern (`*` any run, `?` one character)."}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false}},"targets":{"type":"array","description":"Upstream services reached through the sidecar.","minItems":1,"items":{"type":"object","required":["name","protocol","host","port"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"database":{"type":"string","description":"Upstream database; a client asking for another database is refused."},"listenPort":{"type":"integer","description":"Explicit mode only; the local port the sidecar listens on for this target.","minimum":1,"maximum":65535},"clientAuthentication":{"type":"string","description":"How callers authenticate to the sidecar. `workload` asks for nothing and uses the pod's workload identity (workloads change nothing); `caller-token` asks for an OIDC JWT as the password (over TLS or loopback only).","enum":["workload","caller-token"]},"credentials":{"type":"object","description":"Upstream credentials, read by the sidecar only from a Secret mounted into it.","required":["secretName"],"properties":{"secretName":{"type":"string"},"usernameKey":{"type":"string","description":"Key of the user name in the Secret (default `username`)."},"passwordKey":{"type":"string","description":"Key of the password in the Secret (default `password`)."}},"additionalProperties":false},"tls":{"type":"object","description":"TLS to the upstream.","properties":{"mode":{"type":"string","enum":["disable","prefer","require","verify-ca","verify-full"]},"caSecretName":{"type":"string","description":"Secret holding `ca.crt` to verify the upstream (verify-ca, verify-full)."},"serverName":{"type":"string","description":"Name to verify in verify-full mode (default host)."}},"additionalProperties":false}},"additionalProperties":false}},"rules":{"type":"array","description":"Ordered rules; for each statement the first matching rule decides.","items":{"type":"object","required":["name","action"],"properties":{"name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"description":{"type":"string","maxLength":1024},"targets":{"type":"array","description":"Target names the rule applies to (all when absent).","items":{"type":"string"}},"subjects":{"type":"array","description":"Subject names the rule applies to (everyone when absent).","items":{"type":"string"}},"match":{"type":"object","description":"Conditions on the statement; all given conditions must hold. A rule without match matches every statement.","properties":{"sql":{"type":"object","properties":{"statements":{"type":"array","description":"Statement kinds (any of). Group names expand (ddl, dml, read, write).","items":{"type":"string","enum":["select","insert","update","delete","merge","truncate","copy-from","copy-to","create","alter","drop","grant","revoke","set","show","transaction","explain","do","call","create-function","prepare","execute","deallocate","declare","fetch","close","listen","notify","lock","maintenance","discard","other","ddl","dml","read","write"]}},"objects":{"type":"array","description":"Relations touched (any of), as `schema.name` patterns; `*` matches a run of characters.","items":{"type":"string"}},"functions":{"type":"array","description":"Functions called (any of), as `schema.name` patterns.","items":{"type":"string"}},"where":{"type":"string","description":"`missing-or-constant`: UPDATE/DELETE/MERGE whose filter is absent or does not depend on any column.","enum":["missing-or-constant"]},"opaque":{"type":"boolean","description":"Matches (true) statements whose effect cannot be known from the text (DO, CREATE FUNCTION/PROCEDURE, CALL, SQL-level PREPARE/EXECUTE)."},"copy":{"type":"array","description":"COPY endpoints (any of).","items":{"type":"string","enum":["stdin","stdout","program","file"]}}},"additionalProperties":false}},"additionalProperties":false},"action":{"type":"string","enum":["allow","deny","require-approval"]},"message":{"type":"string","description":"Shown to the client with the rule name when the rule blocks a statement.","maxLength":512},"approval":{"type":"object","description":"Required with action require-approval, refused with any other action: who reviews the statements this rule holds, how many approvals it takes, how the client waits and what an approval covers.","required":["reviewers"],"properties":{"reviewers":{"type":"object","description":"Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request.","anyOf":[{"required":["groups"]},{"required":["users"]}],"properties":{"groups":{"type":"array","description":"Groups whose members may review (any of).","minItems":1,"maxItems":32,"items":{"type":"string","minLength":1,"maxLength":253}},"users":{"type":"array","description":"User names that may review (any of), exactly as authenticated (e.g. `alice@example.com`).","minItems":1,"maxItems":64,"items":{"type":"string","minLength":1,"maxLength":253}}},"additionalProperties":false},"minApprovals":{"type":"integer","description":"Distinct eligible reviewers who must approve (default 1). Any eligible deny ends the request.","minimum":1,"maximum":10},"mode":{"type":"string","description":"`hold` (default): the client waits while reviewers decide. `return`: the client gets SQLSTATE 57014 at once, with the request's name in the message, and resends the identical statement once it is approved.","enum":["hold","return"]},"holdTimeoutSeconds":{"type":"integer","description":"hold only. The longest a held statement waits for a decision before it ends with SQLSTATE 57014 (default 300, or ttlSeconds when that is shorter); at most ttlSeconds.","minimum":1,"maximum":3600},"ttlSeconds":{"type":"integer","description":"How long a request stays reviewable before it expires (default 3600). Expired means never run.","minimum":60,"maximum":86400},"grant":{"type":"object","description":"What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again.","required":["scope"],"properties":{"scope":{"type":"string","description":"`once` (default) or `window`.","enum":["once","window"]},"windowSeconds":{"type":"integer","description":"window only (and required there). How long the grant lasts after the approval.","minimum":60,"maximum":28800}},"additionalProperties":false}},"additionalProperties":false}},"additionalProperties":false}},"masking":{"type":"object","description":"Result masking: which values callers see masked, on every outbound channel (result rows, notices, errors, notifications, reported parameters). Columns are masked by provenance (the physical column a value comes from, through aliases, sub-selects, views and expressions); detectors scan text as the backstop. An absent or empty object masks nothing.","properties":{"hmacKeyFile":{"type":"string","description":"Path of the HMAC key file, mounted into the sidecar only (never into the workload). Required when any column or detector uses the hmac strategy; the whole file content is the key.","minLength":1,"maxLength":4096},"onUnresolvable":{"type":"string","description":"What to do with an output column whose derivation Custos cannot determine (e.g. a relation newer than the catalog snapshot, or an expression it cannot analyse): `mask` replaces its values (default), `deny` refuses the statement.","enum":["mask","deny"]},"predicates":{"type":"string","description":"What to do when a masked column is used in WHERE, JOIN, ORDER BY, GROUP BY, HAVING or DISTINCT, where it can reveal its value by inference without being returned: `deny` refuses the statement (default), `require-approval` holds it for approval, `allow` accepts the risk.","enum":["allow","deny","require-approval"]},"exemptSubjects":{"type":"array","description":"Subject names (spec.subjects) that see clear values; every exempt result is audited as exempt.","items":{"type":"string","maxLength":63}},"columns":{"type":"array","description":"Masked physical columns.","items":{"type":"object","required":["column","strategy"],"properties":{"column":{"type":"string","description":"`schema.table.column`, with the names exactly as PostgreSQL stores them (an unquoted identifier is stored in lower case). A part holding a dot is written in double quotes (`public.\"a.b\".c`).","minLength":5,"maxLength":200},"strategy":{"type":"string","description":"`redact` replaces the value with a fixed token, `partial` keeps its first and last characters, `hmac` replaces it with a keyed digest (deterministic, so equal values stay equal), `null` returns NULL.","enum":["redact","partial","hmac","null"]},"keepFirst":{"type":"integer","description":"partial only. Characters kept at the start (default 0).","minimum":0,"maximum":64},"keepLast":{"type":"integer","description":"partial only. Characters kept at the end (default 4).","minimum":0,"maximum":64}},"additionalProperties":false}},"detectors":{"type":"array","description":"Value detectors, the backstop on every outbound channel: text that no column rule covers (expressions, notices, errors, notifications, reported parameters) is scanned, and every match is replaced.","items":{"type":"object","required":["type"],"properties":{"type":{"type":"string","description":"What to find; `custom` uses `pattern`.","enum":["email","payment-card","us-ssn","iban","phone","jwt","cloud-access-key","generic-secret","ipv4","ipv6","custom"]},"name":{"type":"string","description":"Name in audit events and metrics; required for custom, defaults to the type otherwise.","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$","maxLength":63},"pattern":{"type":"string","description":"custom only. A JavaScript regular expression source without flags (compiled with `gu`); it must not match the empty string.","minLength":1,"maxLength":1024},"strategy":{"type":"string","description":"How a match is replaced (default redact); `partial` keeps its default 0 first and 4 last characters.","enum":["redact","partial","hmac","null"]}},"additionalProperties":false}}},"additionalProperties":false},"reviewerAuthentication":{"type":"object","description":"How reviewers authenticate in local mode (reviews submitted with the custos CLI through Redis, without Kubernetes): with an OIDC token from this issuer, verified by the sidecar for every review, so that write access to Redis alone cannot forge one. Not used under Kubernetes, where the API server authenticates reviewers. Local-mode reviews are refused while it is absent.","required":["issuer","audience"],"oneOf":[{"required":["jwksUri"]},{"required":["jwksFile"]}],"properties":{"issuer":{"type":"string","description":"Exact `iss` value of review tokens (no normalisation; a trailing slash is a different issuer).","minLength":1,"maxLength":512},"audience":{"type":"string","description":"The `aud` value a review token must contain. When the issuer is also in spec.issuers, use another audience than theirs, so that a database caller token is never accepted as a review.","minLength":1,"maxLength":256},"jwksUri":{"type":"string","description":"HTTPS (or loopback HTTP) URL of the issuer's JWKS. Exactly one of jwksUri or jwksFile.","pattern":"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},"jwksFile":{"type":"string","description":"Path of a file holding the issuer's JWKS, re-read when it changes.","minLength":1},"usernameClaim":{"type":"string","description":"Claim holding the reviewer's user name, matched against reviewers.users (default `email`, falling back to `sub`).","minLength":1,"maxLength":256},"groupsClaim":{"type":"string","description":"Claim holding the reviewer's groups (a list of strings), matched against reviewers.groups (default `groups`).","minLength":1,"maxLength":256},"maxTokenAgeSeconds":{"type":"integer","description":"A review token issued longer ago than this is refused (default 600).","minimum":30,"maximum":3600}},"additionalProperties":false},"defaultAction":{"type":"string","description":"Decision for statements no rule matches (default deny).","enum":["allow","deny","require-approval"]},"defaultApproval":{"type":"object","description":"Approval settings for the require-approval decisions that no rule makes: `defaultAction: require-approval` and `masking.predicates: require-approval`. Required when either is set, refused otherwise. Same fields as a rule's approval.","required":["reviewers"],"properties":{"reviewers":{"type":"object","description":"Who may review: Kubernetes (or, in local mode, OIDC) group names and user names, as the API server or the reviewer authentication issuer reports them. At least one group or user. Service accounts never review, and nobody reviews their own request.","anyOf":[{"required":["groups"]},{"required":["users"]}],"properties":{"groups":{"type":"array","description":"Groups whose members may review (any of).","minItems":1,"maxItems":32,"items":{"type":"string","minLength":1,"maxLength":253}},"users":{"type":"array","description":"User names that may review (any of), exactly as authenticated (e.g. `alice@example.com`).","minItems":1,"maxItems":64,"items":{"type":"string","minLength":1,"maxLength":253}}},"additionalProperties":false},"minApprovals":{"type":"integer","description":"Distinct eligible reviewers who must approve (default 1). Any eligible deny ends the request.","minimum":1,"maximum":10},"mode":{"type":"string","description":"`hold` (default): the client waits while reviewers decide. `return`: the client gets SQLSTATE 57014 at once, with the request's name in the message, and resends the identical statement once it is approved.","enum":["hold","return"]},"holdTimeoutSeconds":{"type":"integer","description":"hold only. The longest a held statement waits for a decision before it ends with SQLSTATE 57014 (default 300, or ttlSeconds when that is shorter); at most ttlSeconds.","minimum":1,"maximum":3600},"ttlSeconds":{"type":"integer","description":"How long a request stays reviewable before it expires (default 3600). Expired means never run.","minimum":60,"maximum":86400},"grant":{"type":"object","description":"What an approval covers. `once` (default): one execution of exactly the reviewed statement (same text, parameters, target, database user, requester and pod). `window`: for windowSeconds after approval, the same identity may run statements with the same fingerprint on the same pod and target without asking again.","required":["scope"],"properties":{"scope":{"type":"string","description":"`once` (default) or `window`.","enum":["once","window"]},"windowSeconds":{"type":"integer","description":"window only (and required there). How long the grant lasts after the approval.","minimum":60,"maximum":28800}},"additionalProperties":false}},"additionalProperties":false}},"additionalProperties":false},"status":{"type":"object","properties":{"observedGeneration":{"type":"integer"},"selectedPods":{"type":"integer"},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
@@ -503,7 +503,7 @@ vErrors.push(err38);
 errors++;
 }
 for(const key4 in data23){
-if(!(((((((key4 === "selector") || (key4 === "issuers")) || (key4 === "subjects")) || (key4 === "targets")) || (key4 === "rules")) || (key4 === "masking")) || (key4 === "defaultAction"))){
+if(!(func2.call(schema11.properties.spec.properties, key4))){
 const err39 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec,data:data23};
 if(vErrors === null){
 vErrors = [err39];
@@ -1893,7 +1893,7 @@ vErrors.push(err145);
 errors++;
 }
 for(const key16 in data76){
-if(!(((((((key16 === "name") || (key16 === "description")) || (key16 === "targets")) || (key16 === "subjects")) || (key16 === "match")) || (key16 === "action")) || (key16 === "message"))){
+if(!((((((((key16 === "name") || (key16 === "description")) || (key16 === "targets")) || (key16 === "subjects")) || (key16 === "match")) || (key16 === "action")) || (key16 === "message")) || (key16 === "approval"))){
 const err146 = {instancePath:instancePath+"/spec/rules/" + i11,schemaPath:"#/properties/spec/properties/rules/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.rules.items,data:data76};
 if(vErrors === null){
 vErrors = [err146];
@@ -2296,9 +2296,11 @@ vErrors.push(err176);
 errors++;
 }
 }
-}
-else {
-const err177 = {instancePath:instancePath+"/spec/rules/" + i11,schemaPath:"#/properties/spec/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.rules.items.type,parentSchema:schema11.properties.spec.properties.rules.items,data:data76};
+if(data76.approval !== undefined){
+let data97 = data76.approval;
+if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
+if(data97.reviewers === undefined){
+const err177 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/required",keyword:"required",params:{missingProperty: "reviewers"},message:"must have required property '"+"reviewers"+"'",schema:schema11.properties.spec.properties.rules.items.properties.approval.required,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval,data:data97};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -2307,10 +2309,9 @@ vErrors.push(err177);
 }
 errors++;
 }
-}
-}
-else {
-const err178 = {instancePath:instancePath+"/spec/rules",schemaPath:"#/properties/spec/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.rules.type,parentSchema:schema11.properties.spec.properties.rules,data:data75};
+for(const key19 in data97){
+if(!((((((key19 === "reviewers") || (key19 === "minApprovals")) || (key19 === "mode")) || (key19 === "holdTimeoutSeconds")) || (key19 === "ttlSeconds")) || (key19 === "grant"))){
+const err178 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval,data:data97};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -2320,12 +2321,14 @@ vErrors.push(err178);
 errors++;
 }
 }
-if(data23.masking !== undefined){
-let data97 = data23.masking;
-if(data97 && typeof data97 == "object" && !Array.isArray(data97)){
-for(const key19 in data97){
-if(!((((((key19 === "hmacKeyFile") || (key19 === "onUnresolvable")) || (key19 === "predicates")) || (key19 === "exemptSubjects")) || (key19 === "columns")) || (key19 === "detectors"))){
-const err179 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking,data:data97};
+if(data97.reviewers !== undefined){
+let data98 = data97.reviewers;
+const _errs225 = errors;
+let valid58 = false;
+const _errs226 = errors;
+if(data98 && typeof data98 == "object" && !Array.isArray(data98)){
+if(data98.groups === undefined){
+const err179 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/anyOf/0/required",keyword:"required",params:{missingProperty: "groups"},message:"must have required property '"+"groups"+"'",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.anyOf[0].required,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.anyOf[0],data:data98};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -2335,11 +2338,13 @@ vErrors.push(err179);
 errors++;
 }
 }
-if(data97.hmacKeyFile !== undefined){
-let data98 = data97.hmacKeyFile;
-if(typeof data98 === "string"){
-if(func3(data98) > 4096){
-const err180 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/maxLength",keyword:"maxLength",params:{limit: 4096},message:"must NOT have more than 4096 characters",schema:4096,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
+var _valid2 = _errs226 === errors;
+valid58 = valid58 || _valid2;
+if(!valid58){
+const _errs227 = errors;
+if(data98 && typeof data98 == "object" && !Array.isArray(data98)){
+if(data98.users === undefined){
+const err180 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/anyOf/1/required",keyword:"required",params:{missingProperty: "users"},message:"must have required property '"+"users"+"'",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.anyOf[1].required,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.anyOf[1],data:data98};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -2348,8 +2353,12 @@ vErrors.push(err180);
 }
 errors++;
 }
-if(func3(data98) < 1){
-const err181 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
+}
+var _valid2 = _errs227 === errors;
+valid58 = valid58 || _valid2;
+}
+if(!valid58){
+const err181 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.anyOf,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers,data:data98};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -2358,9 +2367,21 @@ vErrors.push(err181);
 }
 errors++;
 }
+else {
+errors = _errs225;
+if(vErrors !== null){
+if(_errs225){
+vErrors.length = _errs225;
 }
 else {
-const err182 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.hmacKeyFile.type,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data98};
+vErrors = null;
+}
+}
+}
+if(data98 && typeof data98 == "object" && !Array.isArray(data98)){
+for(const key20 in data98){
+if(!((key20 === "groups") || (key20 === "users"))){
+const err182 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers,data:data98};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -2370,10 +2391,11 @@ vErrors.push(err182);
 errors++;
 }
 }
-if(data97.onUnresolvable !== undefined){
-let data99 = data97.onUnresolvable;
-if(typeof data99 !== "string"){
-const err183 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.type,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data99};
+if(data98.groups !== undefined){
+let data99 = data98.groups;
+if(Array.isArray(data99)){
+if(data99.length > 32){
+const err183 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/maxItems",keyword:"maxItems",params:{limit: 32},message:"must NOT have more than 32 items",schema:32,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups,data:data99};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -2382,8 +2404,8 @@ vErrors.push(err183);
 }
 errors++;
 }
-if(!((data99 === "mask") || (data99 === "deny"))){
-const err184 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.onUnresolvable.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.enum,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data99};
+if(data99.length < 1){
+const err184 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups,data:data99};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -2392,11 +2414,12 @@ vErrors.push(err184);
 }
 errors++;
 }
-}
-if(data97.predicates !== undefined){
-let data100 = data97.predicates;
-if(typeof data100 !== "string"){
-const err185 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.predicates.type,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data100};
+const len18 = data99.length;
+for(let i18=0; i18<len18; i18++){
+let data100 = data99[i18];
+if(typeof data100 === "string"){
+if(func3(data100) > 253){
+const err185 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups/" + i18,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups.items,data:data100};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -2405,8 +2428,8 @@ vErrors.push(err185);
 }
 errors++;
 }
-if(!(((data100 === "allow") || (data100 === "deny")) || (data100 === "require-approval"))){
-const err186 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.predicates.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.predicates.enum,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data100};
+if(func3(data100) < 1){
+const err186 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups/" + i18,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups.items,data:data100};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -2416,15 +2439,8 @@ vErrors.push(err186);
 errors++;
 }
 }
-if(data97.exemptSubjects !== undefined){
-let data101 = data97.exemptSubjects;
-if(Array.isArray(data101)){
-const len18 = data101.length;
-for(let i18=0; i18<len18; i18++){
-let data102 = data101[i18];
-if(typeof data102 === "string"){
-if(func3(data102) > 63){
-const err187 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i18,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data102};
+else {
+const err187 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups/" + i18,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups.items.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups.items,data:data100};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2434,8 +2450,9 @@ vErrors.push(err187);
 errors++;
 }
 }
+}
 else {
-const err188 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i18,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data102};
+const err188 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/groups",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/groups/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.groups,data:data99};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2445,9 +2462,11 @@ vErrors.push(err188);
 errors++;
 }
 }
-}
-else {
-const err189 = {instancePath:instancePath+"/spec/masking/exemptSubjects",schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects,data:data101};
+if(data98.users !== undefined){
+let data101 = data98.users;
+if(Array.isArray(data101)){
+if(data101.length > 64){
+const err189 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users,data:data101};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2456,16 +2475,8 @@ vErrors.push(err189);
 }
 errors++;
 }
-}
-if(data97.columns !== undefined){
-let data103 = data97.columns;
-if(Array.isArray(data103)){
-const len19 = data103.length;
-for(let i19=0; i19<len19; i19++){
-let data104 = data103[i19];
-if(data104 && typeof data104 == "object" && !Array.isArray(data104)){
-if(data104.column === undefined){
-const err190 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "column"},message:"must have required property '"+"column"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
+if(data101.length < 1){
+const err190 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users,data:data101};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2474,8 +2485,12 @@ vErrors.push(err190);
 }
 errors++;
 }
-if(data104.strategy === undefined){
-const err191 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "strategy"},message:"must have required property '"+"strategy"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
+const len19 = data101.length;
+for(let i19=0; i19<len19; i19++){
+let data102 = data101[i19];
+if(typeof data102 === "string"){
+if(func3(data102) > 253){
+const err191 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users/" + i19,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users.items,data:data102};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2484,9 +2499,8 @@ vErrors.push(err191);
 }
 errors++;
 }
-for(const key20 in data104){
-if(!((((key20 === "column") || (key20 === "strategy")) || (key20 === "keepFirst")) || (key20 === "keepLast"))){
-const err192 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
+if(func3(data102) < 1){
+const err192 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users/" + i19,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users.items,data:data102};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2496,11 +2510,8 @@ vErrors.push(err192);
 errors++;
 }
 }
-if(data104.column !== undefined){
-let data105 = data104.column;
-if(typeof data105 === "string"){
-if(func3(data105) > 200){
-const err193 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/maxLength",keyword:"maxLength",params:{limit: 200},message:"must NOT have more than 200 characters",schema:200,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
+else {
+const err193 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users/" + i19,schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users.items.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users.items,data:data102};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2509,8 +2520,10 @@ vErrors.push(err193);
 }
 errors++;
 }
-if(func3(data105) < 5){
-const err194 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/minLength",keyword:"minLength",params:{limit: 5},message:"must NOT have fewer than 5 characters",schema:5,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
+}
+}
+else {
+const err194 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers/users",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/properties/users/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.properties.users,data:data101};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2520,8 +2533,9 @@ vErrors.push(err194);
 errors++;
 }
 }
+}
 else {
-const err195 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data105};
+const err195 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/reviewers",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/reviewers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.reviewers,data:data98};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2531,10 +2545,10 @@ vErrors.push(err195);
 errors++;
 }
 }
-if(data104.strategy !== undefined){
-let data106 = data104.strategy;
-if(typeof data106 !== "string"){
-const err196 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data106};
+if(data97.minApprovals !== undefined){
+let data103 = data97.minApprovals;
+if(!(((typeof data103 == "number") && (!(data103 % 1) && !isNaN(data103))) && (isFinite(data103)))){
+const err196 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/minApprovals",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/minApprovals/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.minApprovals.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.minApprovals,data:data103};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2543,8 +2557,9 @@ vErrors.push(err196);
 }
 errors++;
 }
-if(!((((data106 === "redact") || (data106 === "partial")) || (data106 === "hmac")) || (data106 === "null"))){
-const err197 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data106};
+if((typeof data103 == "number") && (isFinite(data103))){
+if(data103 > 10 || isNaN(data103)){
+const err197 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/minApprovals",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/minApprovals/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10",schema:10,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.minApprovals,data:data103};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2553,11 +2568,8 @@ vErrors.push(err197);
 }
 errors++;
 }
-}
-if(data104.keepFirst !== undefined){
-let data107 = data104.keepFirst;
-if(!(((typeof data107 == "number") && (!(data107 % 1) && !isNaN(data107))) && (isFinite(data107)))){
-const err198 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
+if(data103 < 1 || isNaN(data103)){
+const err198 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/minApprovals",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/minApprovals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.minApprovals,data:data103};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2566,9 +2578,12 @@ vErrors.push(err198);
 }
 errors++;
 }
-if((typeof data107 == "number") && (isFinite(data107))){
-if(data107 > 64 || isNaN(data107)){
-const err199 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
+}
+}
+if(data97.mode !== undefined){
+let data104 = data97.mode;
+if(typeof data104 !== "string"){
+const err199 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/mode",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.mode.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.mode,data:data104};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2577,8 +2592,8 @@ vErrors.push(err199);
 }
 errors++;
 }
-if(data107 < 0 || isNaN(data107)){
-const err200 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data107};
+if(!((data104 === "hold") || (data104 === "return"))){
+const err200 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/mode",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/mode/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.rules.items.properties.approval.properties.mode.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.mode.enum,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.mode,data:data104};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2588,11 +2603,10 @@ vErrors.push(err200);
 errors++;
 }
 }
-}
-if(data104.keepLast !== undefined){
-let data108 = data104.keepLast;
-if(!(((typeof data108 == "number") && (!(data108 % 1) && !isNaN(data108))) && (isFinite(data108)))){
-const err201 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if(data97.holdTimeoutSeconds !== undefined){
+let data105 = data97.holdTimeoutSeconds;
+if(!(((typeof data105 == "number") && (!(data105 % 1) && !isNaN(data105))) && (isFinite(data105)))){
+const err201 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/holdTimeoutSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.holdTimeoutSeconds.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.holdTimeoutSeconds,data:data105};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -2601,9 +2615,9 @@ vErrors.push(err201);
 }
 errors++;
 }
-if((typeof data108 == "number") && (isFinite(data108))){
-if(data108 > 64 || isNaN(data108)){
-const err202 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if((typeof data105 == "number") && (isFinite(data105))){
+if(data105 > 3600 || isNaN(data105)){
+const err202 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/holdTimeoutSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.holdTimeoutSeconds,data:data105};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -2612,8 +2626,8 @@ vErrors.push(err202);
 }
 errors++;
 }
-if(data108 < 0 || isNaN(data108)){
-const err203 = {instancePath:instancePath+"/spec/masking/columns/" + i19+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data108};
+if(data105 < 1 || isNaN(data105)){
+const err203 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/holdTimeoutSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.holdTimeoutSeconds,data:data105};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -2624,9 +2638,10 @@ errors++;
 }
 }
 }
-}
-else {
-const err204 = {instancePath:instancePath+"/spec/masking/columns/" + i19,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.columns.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data104};
+if(data97.ttlSeconds !== undefined){
+let data106 = data97.ttlSeconds;
+if(!(((typeof data106 == "number") && (!(data106 % 1) && !isNaN(data106))) && (isFinite(data106)))){
+const err204 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/ttlSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/ttlSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.ttlSeconds.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.ttlSeconds,data:data106};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -2635,10 +2650,9 @@ vErrors.push(err204);
 }
 errors++;
 }
-}
-}
-else {
-const err205 = {instancePath:instancePath+"/spec/masking/columns",schemaPath:"#/properties/spec/properties/masking/properties/columns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.columns.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns,data:data103};
+if((typeof data106 == "number") && (isFinite(data106))){
+if(data106 > 86400 || isNaN(data106)){
+const err205 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/ttlSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/ttlSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400},message:"must be <= 86400",schema:86400,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.ttlSeconds,data:data106};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -2647,16 +2661,8 @@ vErrors.push(err205);
 }
 errors++;
 }
-}
-if(data97.detectors !== undefined){
-let data109 = data97.detectors;
-if(Array.isArray(data109)){
-const len20 = data109.length;
-for(let i20=0; i20<len20; i20++){
-let data110 = data109[i20];
-if(data110 && typeof data110 == "object" && !Array.isArray(data110)){
-if(data110.type === undefined){
-const err206 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.spec.properties.masking.properties.detectors.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+if(data106 < 60 || isNaN(data106)){
+const err206 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/ttlSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/ttlSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 60},message:"must be >= 60",schema:60,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.ttlSeconds,data:data106};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -2665,9 +2671,13 @@ vErrors.push(err206);
 }
 errors++;
 }
-for(const key21 in data110){
-if(!((((key21 === "type") || (key21 === "name")) || (key21 === "pattern")) || (key21 === "strategy"))){
-const err207 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+}
+}
+if(data97.grant !== undefined){
+let data107 = data97.grant;
+if(data107 && typeof data107 == "object" && !Array.isArray(data107)){
+if(data107.scope === undefined){
+const err207 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/required",keyword:"required",params:{missingProperty: "scope"},message:"must have required property '"+"scope"+"'",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.required,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant,data:data107};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -2676,11 +2686,9 @@ vErrors.push(err207);
 }
 errors++;
 }
-}
-if(data110.type !== undefined){
-let data111 = data110.type;
-if(typeof data111 !== "string"){
-const err208 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data111};
+for(const key21 in data107){
+if(!((key21 === "scope") || (key21 === "windowSeconds"))){
+const err208 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant,data:data107};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -2689,8 +2697,11 @@ vErrors.push(err208);
 }
 errors++;
 }
-if(!(((((((((((data111 === "email") || (data111 === "payment-card")) || (data111 === "us-ssn")) || (data111 === "iban")) || (data111 === "phone")) || (data111 === "jwt")) || (data111 === "cloud-access-key")) || (data111 === "generic-secret")) || (data111 === "ipv4")) || (data111 === "ipv6")) || (data111 === "custom"))){
-const err209 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data111};
+}
+if(data107.scope !== undefined){
+let data108 = data107.scope;
+if(typeof data108 !== "string"){
+const err209 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant/scope",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/properties/scope/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.scope.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.scope,data:data108};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -2699,12 +2710,8 @@ vErrors.push(err209);
 }
 errors++;
 }
-}
-if(data110.name !== undefined){
-let data112 = data110.name;
-if(typeof data112 === "string"){
-if(func3(data112) > 63){
-const err210 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+if(!((data108 === "once") || (data108 === "window"))){
+const err210 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant/scope",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/properties/scope/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.scope.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.scope.enum,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.scope,data:data108};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -2713,8 +2720,11 @@ vErrors.push(err210);
 }
 errors++;
 }
-if(!pattern1.test(data112)){
-const err211 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"+"\"",schema:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+}
+if(data107.windowSeconds !== undefined){
+let data109 = data107.windowSeconds;
+if(!(((typeof data109 == "number") && (!(data109 % 1) && !isNaN(data109))) && (isFinite(data109)))){
+const err211 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/properties/windowSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.windowSeconds.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.windowSeconds,data:data109};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -2723,9 +2733,9 @@ vErrors.push(err211);
 }
 errors++;
 }
-}
-else {
-const err212 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data112};
+if((typeof data109 == "number") && (isFinite(data109))){
+if(data109 > 28800 || isNaN(data109)){
+const err212 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/properties/windowSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 28800},message:"must be <= 28800",schema:28800,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.windowSeconds,data:data109};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -2734,12 +2744,8 @@ vErrors.push(err212);
 }
 errors++;
 }
-}
-if(data110.pattern !== undefined){
-let data113 = data110.pattern;
-if(typeof data113 === "string"){
-if(func3(data113) > 1024){
-const err213 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+if(data109 < 60 || isNaN(data109)){
+const err213 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/properties/windowSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 60},message:"must be >= 60",schema:60,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.properties.windowSeconds,data:data109};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -2748,8 +2754,11 @@ vErrors.push(err213);
 }
 errors++;
 }
-if(func3(data113) < 1){
-const err214 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+}
+}
+}
+else {
+const err214 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval/grant",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/properties/grant/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval.properties.grant,data:data107};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -2759,8 +2768,9 @@ vErrors.push(err214);
 errors++;
 }
 }
+}
 else {
-const err215 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data113};
+const err215 = {instancePath:instancePath+"/spec/rules/" + i11+"/approval",schemaPath:"#/properties/spec/properties/rules/items/properties/approval/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.rules.items.properties.approval.type,parentSchema:schema11.properties.spec.properties.rules.items.properties.approval,data:data97};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -2770,10 +2780,9 @@ vErrors.push(err215);
 errors++;
 }
 }
-if(data110.strategy !== undefined){
-let data114 = data110.strategy;
-if(typeof data114 !== "string"){
-const err216 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data114};
+}
+else {
+const err216 = {instancePath:instancePath+"/spec/rules/" + i11,schemaPath:"#/properties/spec/properties/rules/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.rules.items.type,parentSchema:schema11.properties.spec.properties.rules.items,data:data76};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -2782,8 +2791,10 @@ vErrors.push(err216);
 }
 errors++;
 }
-if(!((((data114 === "redact") || (data114 === "partial")) || (data114 === "hmac")) || (data114 === "null"))){
-const err217 = {instancePath:instancePath+"/spec/masking/detectors/" + i20+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data114};
+}
+}
+else {
+const err217 = {instancePath:instancePath+"/spec/rules",schemaPath:"#/properties/spec/properties/rules/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.rules.type,parentSchema:schema11.properties.spec.properties.rules,data:data75};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -2793,9 +2804,12 @@ vErrors.push(err217);
 errors++;
 }
 }
-}
-else {
-const err218 = {instancePath:instancePath+"/spec/masking/detectors/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.detectors.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data110};
+if(data23.masking !== undefined){
+let data110 = data23.masking;
+if(data110 && typeof data110 == "object" && !Array.isArray(data110)){
+for(const key22 in data110){
+if(!((((((key22 === "hmacKeyFile") || (key22 === "onUnresolvable")) || (key22 === "predicates")) || (key22 === "exemptSubjects")) || (key22 === "columns")) || (key22 === "detectors"))){
+const err218 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key22},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking,data:data110};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -2805,9 +2819,11 @@ vErrors.push(err218);
 errors++;
 }
 }
-}
-else {
-const err219 = {instancePath:instancePath+"/spec/masking/detectors",schemaPath:"#/properties/spec/properties/masking/properties/detectors/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.detectors.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors,data:data109};
+if(data110.hmacKeyFile !== undefined){
+let data111 = data110.hmacKeyFile;
+if(typeof data111 === "string"){
+if(func3(data111) > 4096){
+const err219 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/maxLength",keyword:"maxLength",params:{limit: 4096},message:"must NOT have more than 4096 characters",schema:4096,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data111};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -2816,10 +2832,8 @@ vErrors.push(err219);
 }
 errors++;
 }
-}
-}
-else {
-const err220 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.type,parentSchema:schema11.properties.spec.properties.masking,data:data97};
+if(func3(data111) < 1){
+const err220 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data111};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -2829,10 +2843,8 @@ vErrors.push(err220);
 errors++;
 }
 }
-if(data23.defaultAction !== undefined){
-let data115 = data23.defaultAction;
-if(typeof data115 !== "string"){
-const err221 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultAction.type,parentSchema:schema11.properties.spec.properties.defaultAction,data:data115};
+else {
+const err221 = {instancePath:instancePath+"/spec/masking/hmacKeyFile",schemaPath:"#/properties/spec/properties/masking/properties/hmacKeyFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.hmacKeyFile.type,parentSchema:schema11.properties.spec.properties.masking.properties.hmacKeyFile,data:data111};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -2841,8 +2853,11 @@ vErrors.push(err221);
 }
 errors++;
 }
-if(!(((data115 === "allow") || (data115 === "deny")) || (data115 === "require-approval"))){
-const err222 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultAction.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultAction.enum,parentSchema:schema11.properties.spec.properties.defaultAction,data:data115};
+}
+if(data110.onUnresolvable !== undefined){
+let data112 = data110.onUnresolvable;
+if(typeof data112 !== "string"){
+const err222 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.type,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data112};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -2851,10 +2866,8 @@ vErrors.push(err222);
 }
 errors++;
 }
-}
-}
-else {
-const err223 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
+if(!((data112 === "mask") || (data112 === "deny"))){
+const err223 = {instancePath:instancePath+"/spec/masking/onUnresolvable",schemaPath:"#/properties/spec/properties/masking/properties/onUnresolvable/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.onUnresolvable.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.onUnresolvable.enum,parentSchema:schema11.properties.spec.properties.masking.properties.onUnresolvable,data:data112};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -2864,12 +2877,10 @@ vErrors.push(err223);
 errors++;
 }
 }
-if(data.status !== undefined){
-let data116 = data.status;
-if(data116 && typeof data116 == "object" && !Array.isArray(data116)){
-for(const key22 in data116){
-if(!(((key22 === "observedGeneration") || (key22 === "selectedPods")) || (key22 === "conditions"))){
-const err224 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key22},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data116};
+if(data110.predicates !== undefined){
+let data113 = data110.predicates;
+if(typeof data113 !== "string"){
+const err224 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.predicates.type,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data113};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -2878,11 +2889,8 @@ vErrors.push(err224);
 }
 errors++;
 }
-}
-if(data116.observedGeneration !== undefined){
-let data117 = data116.observedGeneration;
-if(!(((typeof data117 == "number") && (!(data117 % 1) && !isNaN(data117))) && (isFinite(data117)))){
-const err225 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data117};
+if(!(((data113 === "allow") || (data113 === "deny")) || (data113 === "require-approval"))){
+const err225 = {instancePath:instancePath+"/spec/masking/predicates",schemaPath:"#/properties/spec/properties/masking/properties/predicates/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.predicates.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.predicates.enum,parentSchema:schema11.properties.spec.properties.masking.properties.predicates,data:data113};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -2892,10 +2900,15 @@ vErrors.push(err225);
 errors++;
 }
 }
-if(data116.selectedPods !== undefined){
-let data118 = data116.selectedPods;
-if(!(((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118))) && (isFinite(data118)))){
-const err226 = {instancePath:instancePath+"/status/selectedPods",schemaPath:"#/properties/status/properties/selectedPods/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.selectedPods.type,parentSchema:schema11.properties.status.properties.selectedPods,data:data118};
+if(data110.exemptSubjects !== undefined){
+let data114 = data110.exemptSubjects;
+if(Array.isArray(data114)){
+const len20 = data114.length;
+for(let i20=0; i20<len20; i20++){
+let data115 = data114[i20];
+if(typeof data115 === "string"){
+if(func3(data115) > 63){
+const err226 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data115};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -2905,15 +2918,8 @@ vErrors.push(err226);
 errors++;
 }
 }
-if(data116.conditions !== undefined){
-let data119 = data116.conditions;
-if(Array.isArray(data119)){
-const len21 = data119.length;
-for(let i21=0; i21<len21; i21++){
-let data120 = data119[i21];
-if(data120 && typeof data120 == "object" && !Array.isArray(data120)){
-if(data120.type === undefined){
-const err227 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+else {
+const err227 = {instancePath:instancePath+"/spec/masking/exemptSubjects/" + i20,schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects.items,data:data115};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -2922,8 +2928,10 @@ vErrors.push(err227);
 }
 errors++;
 }
-if(data120.status === undefined){
-const err228 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+}
+}
+else {
+const err228 = {instancePath:instancePath+"/spec/masking/exemptSubjects",schemaPath:"#/properties/spec/properties/masking/properties/exemptSubjects/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.exemptSubjects.type,parentSchema:schema11.properties.spec.properties.masking.properties.exemptSubjects,data:data114};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -2932,9 +2940,16 @@ vErrors.push(err228);
 }
 errors++;
 }
-for(const key23 in data120){
-if(!((((((key23 === "type") || (key23 === "status")) || (key23 === "reason")) || (key23 === "message")) || (key23 === "lastTransitionTime")) || (key23 === "observedGeneration"))){
-const err229 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key23},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+}
+if(data110.columns !== undefined){
+let data116 = data110.columns;
+if(Array.isArray(data116)){
+const len21 = data116.length;
+for(let i21=0; i21<len21; i21++){
+let data117 = data116[i21];
+if(data117 && typeof data117 == "object" && !Array.isArray(data117)){
+if(data117.column === undefined){
+const err229 = {instancePath:instancePath+"/spec/masking/columns/" + i21,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "column"},message:"must have required property '"+"column"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data117};
 if(vErrors === null){
 vErrors = [err229];
 }
@@ -2943,11 +2958,8 @@ vErrors.push(err229);
 }
 errors++;
 }
-}
-if(data120.type !== undefined){
-let data121 = data120.type;
-if(typeof data121 !== "string"){
-const err230 = {instancePath:instancePath+"/status/conditions/" + i21+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data121};
+if(data117.strategy === undefined){
+const err230 = {instancePath:instancePath+"/spec/masking/columns/" + i21,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/required",keyword:"required",params:{missingProperty: "strategy"},message:"must have required property '"+"strategy"+"'",schema:schema11.properties.spec.properties.masking.properties.columns.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data117};
 if(vErrors === null){
 vErrors = [err230];
 }
@@ -2956,11 +2968,9 @@ vErrors.push(err230);
 }
 errors++;
 }
-}
-if(data120.status !== undefined){
-let data122 = data120.status;
-if(typeof data122 !== "string"){
-const err231 = {instancePath:instancePath+"/status/conditions/" + i21+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data122};
+for(const key23 in data117){
+if(!((((key23 === "column") || (key23 === "strategy")) || (key23 === "keepFirst")) || (key23 === "keepLast"))){
+const err231 = {instancePath:instancePath+"/spec/masking/columns/" + i21,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key23},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data117};
 if(vErrors === null){
 vErrors = [err231];
 }
@@ -2969,8 +2979,12 @@ vErrors.push(err231);
 }
 errors++;
 }
-if(!(((data122 === "True") || (data122 === "False")) || (data122 === "Unknown"))){
-const err232 = {instancePath:instancePath+"/status/conditions/" + i21+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data122};
+}
+if(data117.column !== undefined){
+let data118 = data117.column;
+if(typeof data118 === "string"){
+if(func3(data118) > 200){
+const err232 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/maxLength",keyword:"maxLength",params:{limit: 200},message:"must NOT have more than 200 characters",schema:200,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data118};
 if(vErrors === null){
 vErrors = [err232];
 }
@@ -2979,11 +2993,8 @@ vErrors.push(err232);
 }
 errors++;
 }
-}
-if(data120.reason !== undefined){
-let data123 = data120.reason;
-if(typeof data123 !== "string"){
-const err233 = {instancePath:instancePath+"/status/conditions/" + i21+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data123};
+if(func3(data118) < 5){
+const err233 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/minLength",keyword:"minLength",params:{limit: 5},message:"must NOT have fewer than 5 characters",schema:5,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data118};
 if(vErrors === null){
 vErrors = [err233];
 }
@@ -2993,10 +3004,8 @@ vErrors.push(err233);
 errors++;
 }
 }
-if(data120.message !== undefined){
-let data124 = data120.message;
-if(typeof data124 !== "string"){
-const err234 = {instancePath:instancePath+"/status/conditions/" + i21+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data124};
+else {
+const err234 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/column",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/column/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.column,data:data118};
 if(vErrors === null){
 vErrors = [err234];
 }
@@ -3006,11 +3015,10 @@ vErrors.push(err234);
 errors++;
 }
 }
-if(data120.lastTransitionTime !== undefined){
-let data125 = data120.lastTransitionTime;
-if(typeof data125 === "string"){
-if(!(formats0.test(data125))){
-const err235 = {instancePath:instancePath+"/status/conditions/" + i21+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data125};
+if(data117.strategy !== undefined){
+let data119 = data117.strategy;
+if(typeof data119 !== "string"){
+const err235 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data119};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -3019,9 +3027,8 @@ vErrors.push(err235);
 }
 errors++;
 }
-}
-else {
-const err236 = {instancePath:instancePath+"/status/conditions/" + i21+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data125};
+if(!((((data119 === "redact") || (data119 === "partial")) || (data119 === "hmac")) || (data119 === "null"))){
+const err236 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.strategy,data:data119};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -3031,10 +3038,10 @@ vErrors.push(err236);
 errors++;
 }
 }
-if(data120.observedGeneration !== undefined){
-let data126 = data120.observedGeneration;
-if(!(((typeof data126 == "number") && (!(data126 % 1) && !isNaN(data126))) && (isFinite(data126)))){
-const err237 = {instancePath:instancePath+"/status/conditions/" + i21+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data126};
+if(data117.keepFirst !== undefined){
+let data120 = data117.keepFirst;
+if(!(((typeof data120 == "number") && (!(data120 % 1) && !isNaN(data120))) && (isFinite(data120)))){
+const err237 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data120};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -3043,10 +3050,9 @@ vErrors.push(err237);
 }
 errors++;
 }
-}
-}
-else {
-const err238 = {instancePath:instancePath+"/status/conditions/" + i21,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data120};
+if((typeof data120 == "number") && (isFinite(data120))){
+if(data120 > 64 || isNaN(data120)){
+const err238 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data120};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -3055,10 +3061,8 @@ vErrors.push(err238);
 }
 errors++;
 }
-}
-}
-else {
-const err239 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data119};
+if(data120 < 0 || isNaN(data120)){
+const err239 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepFirst",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepFirst/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepFirst,data:data120};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -3069,8 +3073,10 @@ errors++;
 }
 }
 }
-else {
-const err240 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data116};
+if(data117.keepLast !== undefined){
+let data121 = data117.keepLast;
+if(!(((typeof data121 == "number") && (!(data121 % 1) && !isNaN(data121))) && (isFinite(data121)))){
+const err240 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data121};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -3079,15 +3085,1315 @@ vErrors.push(err240);
 }
 errors++;
 }
-}
-}
-else {
-const err241 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if((typeof data121 == "number") && (isFinite(data121))){
+if(data121 > 64 || isNaN(data121)){
+const err241 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64",schema:64,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data121};
 if(vErrors === null){
 vErrors = [err241];
 }
 else {
 vErrors.push(err241);
+}
+errors++;
+}
+if(data121 < 0 || isNaN(data121)){
+const err242 = {instancePath:instancePath+"/spec/masking/columns/" + i21+"/keepLast",schemaPath:"#/properties/spec/properties/masking/properties/columns/items/properties/keepLast/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0",schema:0,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items.properties.keepLast,data:data121};
+if(vErrors === null){
+vErrors = [err242];
+}
+else {
+vErrors.push(err242);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err243 = {instancePath:instancePath+"/spec/masking/columns/" + i21,schemaPath:"#/properties/spec/properties/masking/properties/columns/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.columns.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns.items,data:data117};
+if(vErrors === null){
+vErrors = [err243];
+}
+else {
+vErrors.push(err243);
+}
+errors++;
+}
+}
+}
+else {
+const err244 = {instancePath:instancePath+"/spec/masking/columns",schemaPath:"#/properties/spec/properties/masking/properties/columns/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.columns.type,parentSchema:schema11.properties.spec.properties.masking.properties.columns,data:data116};
+if(vErrors === null){
+vErrors = [err244];
+}
+else {
+vErrors.push(err244);
+}
+errors++;
+}
+}
+if(data110.detectors !== undefined){
+let data122 = data110.detectors;
+if(Array.isArray(data122)){
+const len22 = data122.length;
+for(let i22=0; i22<len22; i22++){
+let data123 = data122[i22];
+if(data123 && typeof data123 == "object" && !Array.isArray(data123)){
+if(data123.type === undefined){
+const err245 = {instancePath:instancePath+"/spec/masking/detectors/" + i22,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.spec.properties.masking.properties.detectors.items.required,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data123};
+if(vErrors === null){
+vErrors = [err245];
+}
+else {
+vErrors.push(err245);
+}
+errors++;
+}
+for(const key24 in data123){
+if(!((((key24 === "type") || (key24 === "name")) || (key24 === "pattern")) || (key24 === "strategy"))){
+const err246 = {instancePath:instancePath+"/spec/masking/detectors/" + i22,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key24},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data123};
+if(vErrors === null){
+vErrors = [err246];
+}
+else {
+vErrors.push(err246);
+}
+errors++;
+}
+}
+if(data123.type !== undefined){
+let data124 = data123.type;
+if(typeof data124 !== "string"){
+const err247 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data124};
+if(vErrors === null){
+vErrors = [err247];
+}
+else {
+vErrors.push(err247);
+}
+errors++;
+}
+if(!(((((((((((data124 === "email") || (data124 === "payment-card")) || (data124 === "us-ssn")) || (data124 === "iban")) || (data124 === "phone")) || (data124 === "jwt")) || (data124 === "cloud-access-key")) || (data124 === "generic-secret")) || (data124 === "ipv4")) || (data124 === "ipv6")) || (data124 === "custom"))){
+const err248 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/type",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.type,data:data124};
+if(vErrors === null){
+vErrors = [err248];
+}
+else {
+vErrors.push(err248);
+}
+errors++;
+}
+}
+if(data123.name !== undefined){
+let data125 = data123.name;
+if(typeof data125 === "string"){
+if(func3(data125) > 63){
+const err249 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data125};
+if(vErrors === null){
+vErrors = [err249];
+}
+else {
+vErrors.push(err249);
+}
+errors++;
+}
+if(!pattern1.test(data125)){
+const err250 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},message:"must match pattern \""+"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"+"\"",schema:"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data125};
+if(vErrors === null){
+vErrors = [err250];
+}
+else {
+vErrors.push(err250);
+}
+errors++;
+}
+}
+else {
+const err251 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/name",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.name,data:data125};
+if(vErrors === null){
+vErrors = [err251];
+}
+else {
+vErrors.push(err251);
+}
+errors++;
+}
+}
+if(data123.pattern !== undefined){
+let data126 = data123.pattern;
+if(typeof data126 === "string"){
+if(func3(data126) > 1024){
+const err252 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data126};
+if(vErrors === null){
+vErrors = [err252];
+}
+else {
+vErrors.push(err252);
+}
+errors++;
+}
+if(func3(data126) < 1){
+const err253 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data126};
+if(vErrors === null){
+vErrors = [err253];
+}
+else {
+vErrors.push(err253);
+}
+errors++;
+}
+}
+else {
+const err254 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/pattern",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.pattern,data:data126};
+if(vErrors === null){
+vErrors = [err254];
+}
+else {
+vErrors.push(err254);
+}
+errors++;
+}
+}
+if(data123.strategy !== undefined){
+let data127 = data123.strategy;
+if(typeof data127 !== "string"){
+const err255 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data127};
+if(vErrors === null){
+vErrors = [err255];
+}
+else {
+vErrors.push(err255);
+}
+errors++;
+}
+if(!((((data127 === "redact") || (data127 === "partial")) || (data127 === "hmac")) || (data127 === "null"))){
+const err256 = {instancePath:instancePath+"/spec/masking/detectors/" + i22+"/strategy",schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/properties/strategy/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy.enum,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items.properties.strategy,data:data127};
+if(vErrors === null){
+vErrors = [err256];
+}
+else {
+vErrors.push(err256);
+}
+errors++;
+}
+}
+}
+else {
+const err257 = {instancePath:instancePath+"/spec/masking/detectors/" + i22,schemaPath:"#/properties/spec/properties/masking/properties/detectors/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.properties.detectors.items.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors.items,data:data123};
+if(vErrors === null){
+vErrors = [err257];
+}
+else {
+vErrors.push(err257);
+}
+errors++;
+}
+}
+}
+else {
+const err258 = {instancePath:instancePath+"/spec/masking/detectors",schemaPath:"#/properties/spec/properties/masking/properties/detectors/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.masking.properties.detectors.type,parentSchema:schema11.properties.spec.properties.masking.properties.detectors,data:data122};
+if(vErrors === null){
+vErrors = [err258];
+}
+else {
+vErrors.push(err258);
+}
+errors++;
+}
+}
+}
+else {
+const err259 = {instancePath:instancePath+"/spec/masking",schemaPath:"#/properties/spec/properties/masking/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.masking.type,parentSchema:schema11.properties.spec.properties.masking,data:data110};
+if(vErrors === null){
+vErrors = [err259];
+}
+else {
+vErrors.push(err259);
+}
+errors++;
+}
+}
+if(data23.reviewerAuthentication !== undefined){
+let data128 = data23.reviewerAuthentication;
+const _errs293 = errors;
+let valid74 = false;
+let passing2 = null;
+const _errs294 = errors;
+if(data128 && typeof data128 == "object" && !Array.isArray(data128)){
+if(data128.jwksUri === undefined){
+const err260 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/oneOf/0/required",keyword:"required",params:{missingProperty: "jwksUri"},message:"must have required property '"+"jwksUri"+"'",schema:schema11.properties.spec.properties.reviewerAuthentication.oneOf[0].required,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.oneOf[0],data:data128};
+if(vErrors === null){
+vErrors = [err260];
+}
+else {
+vErrors.push(err260);
+}
+errors++;
+}
+}
+var _valid3 = _errs294 === errors;
+if(_valid3){
+valid74 = true;
+passing2 = 0;
+}
+const _errs295 = errors;
+if(data128 && typeof data128 == "object" && !Array.isArray(data128)){
+if(data128.jwksFile === undefined){
+const err261 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/oneOf/1/required",keyword:"required",params:{missingProperty: "jwksFile"},message:"must have required property '"+"jwksFile"+"'",schema:schema11.properties.spec.properties.reviewerAuthentication.oneOf[1].required,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.oneOf[1],data:data128};
+if(vErrors === null){
+vErrors = [err261];
+}
+else {
+vErrors.push(err261);
+}
+errors++;
+}
+}
+var _valid3 = _errs295 === errors;
+if(_valid3 && valid74){
+valid74 = false;
+passing2 = [passing2, 1];
+}
+else {
+if(_valid3){
+valid74 = true;
+passing2 = 1;
+}
+}
+if(!valid74){
+const err262 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/oneOf",keyword:"oneOf",params:{passingSchemas: passing2},message:"must match exactly one schema in oneOf",schema:schema11.properties.spec.properties.reviewerAuthentication.oneOf,parentSchema:schema11.properties.spec.properties.reviewerAuthentication,data:data128};
+if(vErrors === null){
+vErrors = [err262];
+}
+else {
+vErrors.push(err262);
+}
+errors++;
+}
+else {
+errors = _errs293;
+if(vErrors !== null){
+if(_errs293){
+vErrors.length = _errs293;
+}
+else {
+vErrors = null;
+}
+}
+}
+if(data128 && typeof data128 == "object" && !Array.isArray(data128)){
+if(data128.issuer === undefined){
+const err263 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/required",keyword:"required",params:{missingProperty: "issuer"},message:"must have required property '"+"issuer"+"'",schema:schema11.properties.spec.properties.reviewerAuthentication.required,parentSchema:schema11.properties.spec.properties.reviewerAuthentication,data:data128};
+if(vErrors === null){
+vErrors = [err263];
+}
+else {
+vErrors.push(err263);
+}
+errors++;
+}
+if(data128.audience === undefined){
+const err264 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/required",keyword:"required",params:{missingProperty: "audience"},message:"must have required property '"+"audience"+"'",schema:schema11.properties.spec.properties.reviewerAuthentication.required,parentSchema:schema11.properties.spec.properties.reviewerAuthentication,data:data128};
+if(vErrors === null){
+vErrors = [err264];
+}
+else {
+vErrors.push(err264);
+}
+errors++;
+}
+for(const key25 in data128){
+if(!(((((((key25 === "issuer") || (key25 === "audience")) || (key25 === "jwksUri")) || (key25 === "jwksFile")) || (key25 === "usernameClaim")) || (key25 === "groupsClaim")) || (key25 === "maxTokenAgeSeconds"))){
+const err265 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.reviewerAuthentication,data:data128};
+if(vErrors === null){
+vErrors = [err265];
+}
+else {
+vErrors.push(err265);
+}
+errors++;
+}
+}
+if(data128.issuer !== undefined){
+let data129 = data128.issuer;
+if(typeof data129 === "string"){
+if(func3(data129) > 512){
+const err266 = {instancePath:instancePath+"/spec/reviewerAuthentication/issuer",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/issuer/maxLength",keyword:"maxLength",params:{limit: 512},message:"must NOT have more than 512 characters",schema:512,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.issuer,data:data129};
+if(vErrors === null){
+vErrors = [err266];
+}
+else {
+vErrors.push(err266);
+}
+errors++;
+}
+if(func3(data129) < 1){
+const err267 = {instancePath:instancePath+"/spec/reviewerAuthentication/issuer",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.issuer,data:data129};
+if(vErrors === null){
+vErrors = [err267];
+}
+else {
+vErrors.push(err267);
+}
+errors++;
+}
+}
+else {
+const err268 = {instancePath:instancePath+"/spec/reviewerAuthentication/issuer",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.issuer.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.issuer,data:data129};
+if(vErrors === null){
+vErrors = [err268];
+}
+else {
+vErrors.push(err268);
+}
+errors++;
+}
+}
+if(data128.audience !== undefined){
+let data130 = data128.audience;
+if(typeof data130 === "string"){
+if(func3(data130) > 256){
+const err269 = {instancePath:instancePath+"/spec/reviewerAuthentication/audience",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/audience/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters",schema:256,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.audience,data:data130};
+if(vErrors === null){
+vErrors = [err269];
+}
+else {
+vErrors.push(err269);
+}
+errors++;
+}
+if(func3(data130) < 1){
+const err270 = {instancePath:instancePath+"/spec/reviewerAuthentication/audience",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/audience/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.audience,data:data130};
+if(vErrors === null){
+vErrors = [err270];
+}
+else {
+vErrors.push(err270);
+}
+errors++;
+}
+}
+else {
+const err271 = {instancePath:instancePath+"/spec/reviewerAuthentication/audience",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/audience/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.audience.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.audience,data:data130};
+if(vErrors === null){
+vErrors = [err271];
+}
+else {
+vErrors.push(err271);
+}
+errors++;
+}
+}
+if(data128.jwksUri !== undefined){
+let data131 = data128.jwksUri;
+if(typeof data131 === "string"){
+if(!pattern0.test(data131)){
+const err272 = {instancePath:instancePath+"/spec/reviewerAuthentication/jwksUri",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/jwksUri/pattern",keyword:"pattern",params:{pattern: "^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"},message:"must match pattern \""+"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])"+"\"",schema:"^(https://|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])[:/])",parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksUri,data:data131};
+if(vErrors === null){
+vErrors = [err272];
+}
+else {
+vErrors.push(err272);
+}
+errors++;
+}
+}
+else {
+const err273 = {instancePath:instancePath+"/spec/reviewerAuthentication/jwksUri",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/jwksUri/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksUri.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksUri,data:data131};
+if(vErrors === null){
+vErrors = [err273];
+}
+else {
+vErrors.push(err273);
+}
+errors++;
+}
+}
+if(data128.jwksFile !== undefined){
+let data132 = data128.jwksFile;
+if(typeof data132 === "string"){
+if(func3(data132) < 1){
+const err274 = {instancePath:instancePath+"/spec/reviewerAuthentication/jwksFile",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/jwksFile/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksFile,data:data132};
+if(vErrors === null){
+vErrors = [err274];
+}
+else {
+vErrors.push(err274);
+}
+errors++;
+}
+}
+else {
+const err275 = {instancePath:instancePath+"/spec/reviewerAuthentication/jwksFile",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/jwksFile/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksFile.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.jwksFile,data:data132};
+if(vErrors === null){
+vErrors = [err275];
+}
+else {
+vErrors.push(err275);
+}
+errors++;
+}
+}
+if(data128.usernameClaim !== undefined){
+let data133 = data128.usernameClaim;
+if(typeof data133 === "string"){
+if(func3(data133) > 256){
+const err276 = {instancePath:instancePath+"/spec/reviewerAuthentication/usernameClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/usernameClaim/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters",schema:256,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.usernameClaim,data:data133};
+if(vErrors === null){
+vErrors = [err276];
+}
+else {
+vErrors.push(err276);
+}
+errors++;
+}
+if(func3(data133) < 1){
+const err277 = {instancePath:instancePath+"/spec/reviewerAuthentication/usernameClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/usernameClaim/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.usernameClaim,data:data133};
+if(vErrors === null){
+vErrors = [err277];
+}
+else {
+vErrors.push(err277);
+}
+errors++;
+}
+}
+else {
+const err278 = {instancePath:instancePath+"/spec/reviewerAuthentication/usernameClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/usernameClaim/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.usernameClaim.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.usernameClaim,data:data133};
+if(vErrors === null){
+vErrors = [err278];
+}
+else {
+vErrors.push(err278);
+}
+errors++;
+}
+}
+if(data128.groupsClaim !== undefined){
+let data134 = data128.groupsClaim;
+if(typeof data134 === "string"){
+if(func3(data134) > 256){
+const err279 = {instancePath:instancePath+"/spec/reviewerAuthentication/groupsClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/groupsClaim/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters",schema:256,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.groupsClaim,data:data134};
+if(vErrors === null){
+vErrors = [err279];
+}
+else {
+vErrors.push(err279);
+}
+errors++;
+}
+if(func3(data134) < 1){
+const err280 = {instancePath:instancePath+"/spec/reviewerAuthentication/groupsClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/groupsClaim/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.groupsClaim,data:data134};
+if(vErrors === null){
+vErrors = [err280];
+}
+else {
+vErrors.push(err280);
+}
+errors++;
+}
+}
+else {
+const err281 = {instancePath:instancePath+"/spec/reviewerAuthentication/groupsClaim",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/groupsClaim/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.groupsClaim.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.groupsClaim,data:data134};
+if(vErrors === null){
+vErrors = [err281];
+}
+else {
+vErrors.push(err281);
+}
+errors++;
+}
+}
+if(data128.maxTokenAgeSeconds !== undefined){
+let data135 = data128.maxTokenAgeSeconds;
+if(!(((typeof data135 == "number") && (!(data135 % 1) && !isNaN(data135))) && (isFinite(data135)))){
+const err282 = {instancePath:instancePath+"/spec/reviewerAuthentication/maxTokenAgeSeconds",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/maxTokenAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.reviewerAuthentication.properties.maxTokenAgeSeconds.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.maxTokenAgeSeconds,data:data135};
+if(vErrors === null){
+vErrors = [err282];
+}
+else {
+vErrors.push(err282);
+}
+errors++;
+}
+if((typeof data135 == "number") && (isFinite(data135))){
+if(data135 > 3600 || isNaN(data135)){
+const err283 = {instancePath:instancePath+"/spec/reviewerAuthentication/maxTokenAgeSeconds",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/maxTokenAgeSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.maxTokenAgeSeconds,data:data135};
+if(vErrors === null){
+vErrors = [err283];
+}
+else {
+vErrors.push(err283);
+}
+errors++;
+}
+if(data135 < 30 || isNaN(data135)){
+const err284 = {instancePath:instancePath+"/spec/reviewerAuthentication/maxTokenAgeSeconds",schemaPath:"#/properties/spec/properties/reviewerAuthentication/properties/maxTokenAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 30},message:"must be >= 30",schema:30,parentSchema:schema11.properties.spec.properties.reviewerAuthentication.properties.maxTokenAgeSeconds,data:data135};
+if(vErrors === null){
+vErrors = [err284];
+}
+else {
+vErrors.push(err284);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err285 = {instancePath:instancePath+"/spec/reviewerAuthentication",schemaPath:"#/properties/spec/properties/reviewerAuthentication/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.reviewerAuthentication.type,parentSchema:schema11.properties.spec.properties.reviewerAuthentication,data:data128};
+if(vErrors === null){
+vErrors = [err285];
+}
+else {
+vErrors.push(err285);
+}
+errors++;
+}
+}
+if(data23.defaultAction !== undefined){
+let data136 = data23.defaultAction;
+if(typeof data136 !== "string"){
+const err286 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultAction.type,parentSchema:schema11.properties.spec.properties.defaultAction,data:data136};
+if(vErrors === null){
+vErrors = [err286];
+}
+else {
+vErrors.push(err286);
+}
+errors++;
+}
+if(!(((data136 === "allow") || (data136 === "deny")) || (data136 === "require-approval"))){
+const err287 = {instancePath:instancePath+"/spec/defaultAction",schemaPath:"#/properties/spec/properties/defaultAction/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultAction.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultAction.enum,parentSchema:schema11.properties.spec.properties.defaultAction,data:data136};
+if(vErrors === null){
+vErrors = [err287];
+}
+else {
+vErrors.push(err287);
+}
+errors++;
+}
+}
+if(data23.defaultApproval !== undefined){
+let data137 = data23.defaultApproval;
+if(data137 && typeof data137 == "object" && !Array.isArray(data137)){
+if(data137.reviewers === undefined){
+const err288 = {instancePath:instancePath+"/spec/defaultApproval",schemaPath:"#/properties/spec/properties/defaultApproval/required",keyword:"required",params:{missingProperty: "reviewers"},message:"must have required property '"+"reviewers"+"'",schema:schema11.properties.spec.properties.defaultApproval.required,parentSchema:schema11.properties.spec.properties.defaultApproval,data:data137};
+if(vErrors === null){
+vErrors = [err288];
+}
+else {
+vErrors.push(err288);
+}
+errors++;
+}
+for(const key26 in data137){
+if(!((((((key26 === "reviewers") || (key26 === "minApprovals")) || (key26 === "mode")) || (key26 === "holdTimeoutSeconds")) || (key26 === "ttlSeconds")) || (key26 === "grant"))){
+const err289 = {instancePath:instancePath+"/spec/defaultApproval",schemaPath:"#/properties/spec/properties/defaultApproval/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.defaultApproval,data:data137};
+if(vErrors === null){
+vErrors = [err289];
+}
+else {
+vErrors.push(err289);
+}
+errors++;
+}
+}
+if(data137.reviewers !== undefined){
+let data138 = data137.reviewers;
+const _errs318 = errors;
+let valid77 = false;
+const _errs319 = errors;
+if(data138 && typeof data138 == "object" && !Array.isArray(data138)){
+if(data138.groups === undefined){
+const err290 = {instancePath:instancePath+"/spec/defaultApproval/reviewers",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/anyOf/0/required",keyword:"required",params:{missingProperty: "groups"},message:"must have required property '"+"groups"+"'",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.anyOf[0].required,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.anyOf[0],data:data138};
+if(vErrors === null){
+vErrors = [err290];
+}
+else {
+vErrors.push(err290);
+}
+errors++;
+}
+}
+var _valid4 = _errs319 === errors;
+valid77 = valid77 || _valid4;
+if(!valid77){
+const _errs320 = errors;
+if(data138 && typeof data138 == "object" && !Array.isArray(data138)){
+if(data138.users === undefined){
+const err291 = {instancePath:instancePath+"/spec/defaultApproval/reviewers",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/anyOf/1/required",keyword:"required",params:{missingProperty: "users"},message:"must have required property '"+"users"+"'",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.anyOf[1].required,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.anyOf[1],data:data138};
+if(vErrors === null){
+vErrors = [err291];
+}
+else {
+vErrors.push(err291);
+}
+errors++;
+}
+}
+var _valid4 = _errs320 === errors;
+valid77 = valid77 || _valid4;
+}
+if(!valid77){
+const err292 = {instancePath:instancePath+"/spec/defaultApproval/reviewers",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.anyOf,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers,data:data138};
+if(vErrors === null){
+vErrors = [err292];
+}
+else {
+vErrors.push(err292);
+}
+errors++;
+}
+else {
+errors = _errs318;
+if(vErrors !== null){
+if(_errs318){
+vErrors.length = _errs318;
+}
+else {
+vErrors = null;
+}
+}
+}
+if(data138 && typeof data138 == "object" && !Array.isArray(data138)){
+for(const key27 in data138){
+if(!((key27 === "groups") || (key27 === "users"))){
+const err293 = {instancePath:instancePath+"/spec/defaultApproval/reviewers",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers,data:data138};
+if(vErrors === null){
+vErrors = [err293];
+}
+else {
+vErrors.push(err293);
+}
+errors++;
+}
+}
+if(data138.groups !== undefined){
+let data139 = data138.groups;
+if(Array.isArray(data139)){
+if(data139.length > 32){
+const err294 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/maxItems",keyword:"maxItems",params:{limit: 32},message:"must NOT have more than 32 items",schema:32,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups,data:data139};
+if(vErrors === null){
+vErrors = [err294];
+}
+else {
+vErrors.push(err294);
+}
+errors++;
+}
+if(data139.length < 1){
+const err295 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups,data:data139};
+if(vErrors === null){
+vErrors = [err295];
+}
+else {
+vErrors.push(err295);
+}
+errors++;
+}
+const len23 = data139.length;
+for(let i23=0; i23<len23; i23++){
+let data140 = data139[i23];
+if(typeof data140 === "string"){
+if(func3(data140) > 253){
+const err296 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups/" + i23,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups.items,data:data140};
+if(vErrors === null){
+vErrors = [err296];
+}
+else {
+vErrors.push(err296);
+}
+errors++;
+}
+if(func3(data140) < 1){
+const err297 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups/" + i23,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups.items,data:data140};
+if(vErrors === null){
+vErrors = [err297];
+}
+else {
+vErrors.push(err297);
+}
+errors++;
+}
+}
+else {
+const err298 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups/" + i23,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups.items.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups.items,data:data140};
+if(vErrors === null){
+vErrors = [err298];
+}
+else {
+vErrors.push(err298);
+}
+errors++;
+}
+}
+}
+else {
+const err299 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/groups",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/groups/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.groups,data:data139};
+if(vErrors === null){
+vErrors = [err299];
+}
+else {
+vErrors.push(err299);
+}
+errors++;
+}
+}
+if(data138.users !== undefined){
+let data141 = data138.users;
+if(Array.isArray(data141)){
+if(data141.length > 64){
+const err300 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users,data:data141};
+if(vErrors === null){
+vErrors = [err300];
+}
+else {
+vErrors.push(err300);
+}
+errors++;
+}
+if(data141.length < 1){
+const err301 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users,data:data141};
+if(vErrors === null){
+vErrors = [err301];
+}
+else {
+vErrors.push(err301);
+}
+errors++;
+}
+const len24 = data141.length;
+for(let i24=0; i24<len24; i24++){
+let data142 = data141[i24];
+if(typeof data142 === "string"){
+if(func3(data142) > 253){
+const err302 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users/" + i24,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users.items,data:data142};
+if(vErrors === null){
+vErrors = [err302];
+}
+else {
+vErrors.push(err302);
+}
+errors++;
+}
+if(func3(data142) < 1){
+const err303 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users/" + i24,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users.items,data:data142};
+if(vErrors === null){
+vErrors = [err303];
+}
+else {
+vErrors.push(err303);
+}
+errors++;
+}
+}
+else {
+const err304 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users/" + i24,schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users.items.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users.items,data:data142};
+if(vErrors === null){
+vErrors = [err304];
+}
+else {
+vErrors.push(err304);
+}
+errors++;
+}
+}
+}
+else {
+const err305 = {instancePath:instancePath+"/spec/defaultApproval/reviewers/users",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/properties/users/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.properties.users,data:data141};
+if(vErrors === null){
+vErrors = [err305];
+}
+else {
+vErrors.push(err305);
+}
+errors++;
+}
+}
+}
+else {
+const err306 = {instancePath:instancePath+"/spec/defaultApproval/reviewers",schemaPath:"#/properties/spec/properties/defaultApproval/properties/reviewers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.defaultApproval.properties.reviewers.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.reviewers,data:data138};
+if(vErrors === null){
+vErrors = [err306];
+}
+else {
+vErrors.push(err306);
+}
+errors++;
+}
+}
+if(data137.minApprovals !== undefined){
+let data143 = data137.minApprovals;
+if(!(((typeof data143 == "number") && (!(data143 % 1) && !isNaN(data143))) && (isFinite(data143)))){
+const err307 = {instancePath:instancePath+"/spec/defaultApproval/minApprovals",schemaPath:"#/properties/spec/properties/defaultApproval/properties/minApprovals/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.defaultApproval.properties.minApprovals.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.minApprovals,data:data143};
+if(vErrors === null){
+vErrors = [err307];
+}
+else {
+vErrors.push(err307);
+}
+errors++;
+}
+if((typeof data143 == "number") && (isFinite(data143))){
+if(data143 > 10 || isNaN(data143)){
+const err308 = {instancePath:instancePath+"/spec/defaultApproval/minApprovals",schemaPath:"#/properties/spec/properties/defaultApproval/properties/minApprovals/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10",schema:10,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.minApprovals,data:data143};
+if(vErrors === null){
+vErrors = [err308];
+}
+else {
+vErrors.push(err308);
+}
+errors++;
+}
+if(data143 < 1 || isNaN(data143)){
+const err309 = {instancePath:instancePath+"/spec/defaultApproval/minApprovals",schemaPath:"#/properties/spec/properties/defaultApproval/properties/minApprovals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.minApprovals,data:data143};
+if(vErrors === null){
+vErrors = [err309];
+}
+else {
+vErrors.push(err309);
+}
+errors++;
+}
+}
+}
+if(data137.mode !== undefined){
+let data144 = data137.mode;
+if(typeof data144 !== "string"){
+const err310 = {instancePath:instancePath+"/spec/defaultApproval/mode",schemaPath:"#/properties/spec/properties/defaultApproval/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultApproval.properties.mode.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.mode,data:data144};
+if(vErrors === null){
+vErrors = [err310];
+}
+else {
+vErrors.push(err310);
+}
+errors++;
+}
+if(!((data144 === "hold") || (data144 === "return"))){
+const err311 = {instancePath:instancePath+"/spec/defaultApproval/mode",schemaPath:"#/properties/spec/properties/defaultApproval/properties/mode/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultApproval.properties.mode.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultApproval.properties.mode.enum,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.mode,data:data144};
+if(vErrors === null){
+vErrors = [err311];
+}
+else {
+vErrors.push(err311);
+}
+errors++;
+}
+}
+if(data137.holdTimeoutSeconds !== undefined){
+let data145 = data137.holdTimeoutSeconds;
+if(!(((typeof data145 == "number") && (!(data145 % 1) && !isNaN(data145))) && (isFinite(data145)))){
+const err312 = {instancePath:instancePath+"/spec/defaultApproval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/holdTimeoutSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.defaultApproval.properties.holdTimeoutSeconds.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.holdTimeoutSeconds,data:data145};
+if(vErrors === null){
+vErrors = [err312];
+}
+else {
+vErrors.push(err312);
+}
+errors++;
+}
+if((typeof data145 == "number") && (isFinite(data145))){
+if(data145 > 3600 || isNaN(data145)){
+const err313 = {instancePath:instancePath+"/spec/defaultApproval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/holdTimeoutSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3600},message:"must be <= 3600",schema:3600,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.holdTimeoutSeconds,data:data145};
+if(vErrors === null){
+vErrors = [err313];
+}
+else {
+vErrors.push(err313);
+}
+errors++;
+}
+if(data145 < 1 || isNaN(data145)){
+const err314 = {instancePath:instancePath+"/spec/defaultApproval/holdTimeoutSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/holdTimeoutSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.holdTimeoutSeconds,data:data145};
+if(vErrors === null){
+vErrors = [err314];
+}
+else {
+vErrors.push(err314);
+}
+errors++;
+}
+}
+}
+if(data137.ttlSeconds !== undefined){
+let data146 = data137.ttlSeconds;
+if(!(((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146))) && (isFinite(data146)))){
+const err315 = {instancePath:instancePath+"/spec/defaultApproval/ttlSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/ttlSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.defaultApproval.properties.ttlSeconds.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.ttlSeconds,data:data146};
+if(vErrors === null){
+vErrors = [err315];
+}
+else {
+vErrors.push(err315);
+}
+errors++;
+}
+if((typeof data146 == "number") && (isFinite(data146))){
+if(data146 > 86400 || isNaN(data146)){
+const err316 = {instancePath:instancePath+"/spec/defaultApproval/ttlSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/ttlSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400},message:"must be <= 86400",schema:86400,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.ttlSeconds,data:data146};
+if(vErrors === null){
+vErrors = [err316];
+}
+else {
+vErrors.push(err316);
+}
+errors++;
+}
+if(data146 < 60 || isNaN(data146)){
+const err317 = {instancePath:instancePath+"/spec/defaultApproval/ttlSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/ttlSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 60},message:"must be >= 60",schema:60,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.ttlSeconds,data:data146};
+if(vErrors === null){
+vErrors = [err317];
+}
+else {
+vErrors.push(err317);
+}
+errors++;
+}
+}
+}
+if(data137.grant !== undefined){
+let data147 = data137.grant;
+if(data147 && typeof data147 == "object" && !Array.isArray(data147)){
+if(data147.scope === undefined){
+const err318 = {instancePath:instancePath+"/spec/defaultApproval/grant",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/required",keyword:"required",params:{missingProperty: "scope"},message:"must have required property '"+"scope"+"'",schema:schema11.properties.spec.properties.defaultApproval.properties.grant.required,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant,data:data147};
+if(vErrors === null){
+vErrors = [err318];
+}
+else {
+vErrors.push(err318);
+}
+errors++;
+}
+for(const key28 in data147){
+if(!((key28 === "scope") || (key28 === "windowSeconds"))){
+const err319 = {instancePath:instancePath+"/spec/defaultApproval/grant",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key28},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant,data:data147};
+if(vErrors === null){
+vErrors = [err319];
+}
+else {
+vErrors.push(err319);
+}
+errors++;
+}
+}
+if(data147.scope !== undefined){
+let data148 = data147.scope;
+if(typeof data148 !== "string"){
+const err320 = {instancePath:instancePath+"/spec/defaultApproval/grant/scope",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/properties/scope/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.scope.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.scope,data:data148};
+if(vErrors === null){
+vErrors = [err320];
+}
+else {
+vErrors.push(err320);
+}
+errors++;
+}
+if(!((data148 === "once") || (data148 === "window"))){
+const err321 = {instancePath:instancePath+"/spec/defaultApproval/grant/scope",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/properties/scope/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.defaultApproval.properties.grant.properties.scope.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.scope.enum,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.scope,data:data148};
+if(vErrors === null){
+vErrors = [err321];
+}
+else {
+vErrors.push(err321);
+}
+errors++;
+}
+}
+if(data147.windowSeconds !== undefined){
+let data149 = data147.windowSeconds;
+if(!(((typeof data149 == "number") && (!(data149 % 1) && !isNaN(data149))) && (isFinite(data149)))){
+const err322 = {instancePath:instancePath+"/spec/defaultApproval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/properties/windowSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.windowSeconds.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.windowSeconds,data:data149};
+if(vErrors === null){
+vErrors = [err322];
+}
+else {
+vErrors.push(err322);
+}
+errors++;
+}
+if((typeof data149 == "number") && (isFinite(data149))){
+if(data149 > 28800 || isNaN(data149)){
+const err323 = {instancePath:instancePath+"/spec/defaultApproval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/properties/windowSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 28800},message:"must be <= 28800",schema:28800,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.windowSeconds,data:data149};
+if(vErrors === null){
+vErrors = [err323];
+}
+else {
+vErrors.push(err323);
+}
+errors++;
+}
+if(data149 < 60 || isNaN(data149)){
+const err324 = {instancePath:instancePath+"/spec/defaultApproval/grant/windowSeconds",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/properties/windowSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 60},message:"must be >= 60",schema:60,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant.properties.windowSeconds,data:data149};
+if(vErrors === null){
+vErrors = [err324];
+}
+else {
+vErrors.push(err324);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err325 = {instancePath:instancePath+"/spec/defaultApproval/grant",schemaPath:"#/properties/spec/properties/defaultApproval/properties/grant/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.defaultApproval.properties.grant.type,parentSchema:schema11.properties.spec.properties.defaultApproval.properties.grant,data:data147};
+if(vErrors === null){
+vErrors = [err325];
+}
+else {
+vErrors.push(err325);
+}
+errors++;
+}
+}
+}
+else {
+const err326 = {instancePath:instancePath+"/spec/defaultApproval",schemaPath:"#/properties/spec/properties/defaultApproval/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.defaultApproval.type,parentSchema:schema11.properties.spec.properties.defaultApproval,data:data137};
+if(vErrors === null){
+vErrors = [err326];
+}
+else {
+vErrors.push(err326);
+}
+errors++;
+}
+}
+}
+else {
+const err327 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
+if(vErrors === null){
+vErrors = [err327];
+}
+else {
+vErrors.push(err327);
+}
+errors++;
+}
+}
+if(data.status !== undefined){
+let data150 = data.status;
+if(data150 && typeof data150 == "object" && !Array.isArray(data150)){
+for(const key29 in data150){
+if(!(((key29 === "observedGeneration") || (key29 === "selectedPods")) || (key29 === "conditions"))){
+const err328 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key29},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data150};
+if(vErrors === null){
+vErrors = [err328];
+}
+else {
+vErrors.push(err328);
+}
+errors++;
+}
+}
+if(data150.observedGeneration !== undefined){
+let data151 = data150.observedGeneration;
+if(!(((typeof data151 == "number") && (!(data151 % 1) && !isNaN(data151))) && (isFinite(data151)))){
+const err329 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data151};
+if(vErrors === null){
+vErrors = [err329];
+}
+else {
+vErrors.push(err329);
+}
+errors++;
+}
+}
+if(data150.selectedPods !== undefined){
+let data152 = data150.selectedPods;
+if(!(((typeof data152 == "number") && (!(data152 % 1) && !isNaN(data152))) && (isFinite(data152)))){
+const err330 = {instancePath:instancePath+"/status/selectedPods",schemaPath:"#/properties/status/properties/selectedPods/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.selectedPods.type,parentSchema:schema11.properties.status.properties.selectedPods,data:data152};
+if(vErrors === null){
+vErrors = [err330];
+}
+else {
+vErrors.push(err330);
+}
+errors++;
+}
+}
+if(data150.conditions !== undefined){
+let data153 = data150.conditions;
+if(Array.isArray(data153)){
+const len25 = data153.length;
+for(let i25=0; i25<len25; i25++){
+let data154 = data153[i25];
+if(data154 && typeof data154 == "object" && !Array.isArray(data154)){
+if(data154.type === undefined){
+const err331 = {instancePath:instancePath+"/status/conditions/" + i25,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data154};
+if(vErrors === null){
+vErrors = [err331];
+}
+else {
+vErrors.push(err331);
+}
+errors++;
+}
+if(data154.status === undefined){
+const err332 = {instancePath:instancePath+"/status/conditions/" + i25,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data154};
+if(vErrors === null){
+vErrors = [err332];
+}
+else {
+vErrors.push(err332);
+}
+errors++;
+}
+for(const key30 in data154){
+if(!((((((key30 === "type") || (key30 === "status")) || (key30 === "reason")) || (key30 === "message")) || (key30 === "lastTransitionTime")) || (key30 === "observedGeneration"))){
+const err333 = {instancePath:instancePath+"/status/conditions/" + i25,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data154};
+if(vErrors === null){
+vErrors = [err333];
+}
+else {
+vErrors.push(err333);
+}
+errors++;
+}
+}
+if(data154.type !== undefined){
+let data155 = data154.type;
+if(typeof data155 !== "string"){
+const err334 = {instancePath:instancePath+"/status/conditions/" + i25+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data155};
+if(vErrors === null){
+vErrors = [err334];
+}
+else {
+vErrors.push(err334);
+}
+errors++;
+}
+}
+if(data154.status !== undefined){
+let data156 = data154.status;
+if(typeof data156 !== "string"){
+const err335 = {instancePath:instancePath+"/status/conditions/" + i25+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data156};
+if(vErrors === null){
+vErrors = [err335];
+}
+else {
+vErrors.push(err335);
+}
+errors++;
+}
+if(!(((data156 === "True") || (data156 === "False")) || (data156 === "Unknown"))){
+const err336 = {instancePath:instancePath+"/status/conditions/" + i25+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data156};
+if(vErrors === null){
+vErrors = [err336];
+}
+else {
+vErrors.push(err336);
+}
+errors++;
+}
+}
+if(data154.reason !== undefined){
+let data157 = data154.reason;
+if(typeof data157 !== "string"){
+const err337 = {instancePath:instancePath+"/status/conditions/" + i25+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data157};
+if(vErrors === null){
+vErrors = [err337];
+}
+else {
+vErrors.push(err337);
+}
+errors++;
+}
+}
+if(data154.message !== undefined){
+let data158 = data154.message;
+if(typeof data158 !== "string"){
+const err338 = {instancePath:instancePath+"/status/conditions/" + i25+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data158};
+if(vErrors === null){
+vErrors = [err338];
+}
+else {
+vErrors.push(err338);
+}
+errors++;
+}
+}
+if(data154.lastTransitionTime !== undefined){
+let data159 = data154.lastTransitionTime;
+if(typeof data159 === "string"){
+if(!(formats0.test(data159))){
+const err339 = {instancePath:instancePath+"/status/conditions/" + i25+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data159};
+if(vErrors === null){
+vErrors = [err339];
+}
+else {
+vErrors.push(err339);
+}
+errors++;
+}
+}
+else {
+const err340 = {instancePath:instancePath+"/status/conditions/" + i25+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data159};
+if(vErrors === null){
+vErrors = [err340];
+}
+else {
+vErrors.push(err340);
+}
+errors++;
+}
+}
+if(data154.observedGeneration !== undefined){
+let data160 = data154.observedGeneration;
+if(!(((typeof data160 == "number") && (!(data160 % 1) && !isNaN(data160))) && (isFinite(data160)))){
+const err341 = {instancePath:instancePath+"/status/conditions/" + i25+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data160};
+if(vErrors === null){
+vErrors = [err341];
+}
+else {
+vErrors.push(err341);
+}
+errors++;
+}
+}
+}
+else {
+const err342 = {instancePath:instancePath+"/status/conditions/" + i25,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data154};
+if(vErrors === null){
+vErrors = [err342];
+}
+else {
+vErrors.push(err342);
+}
+errors++;
+}
+}
+}
+else {
+const err343 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data153};
+if(vErrors === null){
+vErrors = [err343];
+}
+else {
+vErrors.push(err343);
+}
+errors++;
+}
+}
+}
+else {
+const err344 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data150};
+if(vErrors === null){
+vErrors = [err344];
+}
+else {
+vErrors.push(err344);
+}
+errors++;
+}
+}
+}
+else {
+const err345 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err345];
+}
+else {
+vErrors.push(err345);
 }
 errors++;
 }

@@ -202,7 +202,7 @@ describe('planPolicies', () => {
 
   describe('a changed spec', () => {
     const before = converge(world({ policies: [policy('billing')], pods: [pod('api-1', { app: 'billing' })] }));
-    const changedSpec: AccessPolicySpec = { ...BASE_SPEC, defaultAction: 'require-approval' };
+    const changedSpec: AccessPolicySpec = { ...BASE_SPEC, defaultAction: 'require-approval', defaultApproval: { reviewers: { groups: ['dba'] } } };
     const changed: ObservedState = {
       ...before,
       policies: before.policies.map((p) => ({ ...p, metadata: { ...p.metadata, generation: 2 }, spec: changedSpec })),

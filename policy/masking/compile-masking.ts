@@ -4,6 +4,7 @@
 // field, as compile.ts does for the rest of the policy.
 import type { AccessPolicyMasking } from '../../crds/generated/access-policy.ts';
 import { createDetector, DetectorPatternError, type Span } from '../../sidecar/masking/detectors.ts';
+import type { ApprovalSettings } from '../approvals/approval-types.ts';
 import { type PolicyIssue, PolicyValidationError } from '../policy-validation-error.ts';
 import type { CompiledSubject } from '../subjects.ts';
 
@@ -39,6 +40,8 @@ export interface CompiledMasking {
   readonly exemptSubjects: readonly CompiledSubject[];
   readonly onUnresolvable: 'mask' | 'deny';
   readonly predicates: 'allow' | 'deny' | 'require-approval';
+  /** With predicates require-approval: the policy's `spec.defaultApproval` (set by compilePolicy). */
+  readonly predicatesApproval?: ApprovalSettings;
   readonly hmacKeyFile?: string;
 }
 
