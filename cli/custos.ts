@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `custos` command. Subcommands live in cli/commands/; this file only dispatches.
+import { runApprovals } from './commands/approvals.ts';
 import { runAuditTail } from './commands/audit-tail.ts';
 import { runAuditVerify } from './commands/audit-verify.ts';
 import { runDemo } from './commands/demo.ts';
@@ -24,6 +25,9 @@ commands:
                                         show audit events from the local spool or the Redis stream
   audit verify [--spool DIR | --redis URL --pod UID]
                                         check sequence numbers and hash chains
+  approvals list|describe ID|approve ID|deny ID --redis URL [--reason TEXT] [--token-file FILE]
+                                        review just-in-time approval requests (local mode); the
+                                        reviewer token may also come from CUSTOS_REVIEWER_TOKEN
   demo [--walkthrough-only]             run the embedded demo (PGlite behind a Custos sidecar)
 `;
 
@@ -43,6 +47,8 @@ async function main(argv: string[]): Promise<number> {
       if (sub === 'tail') return runAuditTail(rest);
       if (sub === 'verify') return runAuditVerify(rest);
       break;
+    case 'approvals':
+      return runApprovals(argv.slice(1));
     case 'demo':
       return runDemo(argv.slice(1));
     case undefined:

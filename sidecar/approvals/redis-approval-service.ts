@@ -1,0 +1,362 @@
+// The approval service of local mode (docs/adr/0009): requests, reviews and claims in Redis, with
+// every review's reviewer established by verifying the reviewer's own token (reviewer-verifier.ts)
+// and every decision made by the pure tally (policy/approvals/tally.ts). Keys: approval-keys.ts.
+//
+// Fail-closed throughout: a Redis error, a malformed request or an unverifiable review can only
+// make the answer `unavailable`, `pending` or "not counted" — never `approved`.
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { approvalDigest, windowGrantDigest } from '../../policy/approvals/approval-digest.ts';
+import type { ApprovalRequest, ApprovalStatus, Review, ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
+import { newRequestId } from '../../policy/approvals/request-id.ts';
+import { tally } from '../../policy/approvals/tally.ts';
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS, TokenVerificationError } from '../identity/token-verifier.ts';
+import {
+  claimKey, digestIndexKey, PENDING_INBOX_KEY, RECORD_RETENTION_SECONDS, requestKey, reviewChannel, reviewsKey, windowGrantKey,
+} from './approval-keys.ts';
+import { parseRequest, parseReviewRecord, serializeRequest, type ReviewRecord } from './approval-records.ts';
+import type { ApprovalAnswer, ApprovalAsk, ApprovalService } from './approval-service.ts';
+import { ReviewerVerifier } from './reviewer-verifier.ts';
+
+// Files a request unless the digest index already names another one: KEYS digest index, request,
+// inbox; ARGV id, request JSON, inbox score, record TTL ms, the id the caller saw in the index
+// ('' for none; an expired request it may replace). Returns [1, id] when filed, [0, other id].
+const FILE_REQUEST_SCRIPT = `
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[5] then return {0, current} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return {1, ARGV[1]}
+`;
+
+// Forgets the digest → id entry only if it still names this request (a spent single-use approval),
+// so the next identical statement files a fresh request instead of hearing `consumed` forever.
+const FORGET_DIGEST_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+const MAX_CACHED_REVIEWERS = 1000;
+
+export interface RedisApprovalServiceOptions {
+  readonly redisUrl: string;
+  /** This sidecar: bound into every digest, so an approval never runs on another pod. */
+  readonly gateway: ApprovalRequest['gateway'];
+  /** From the compiled policy (`spec.reviewerAuthentication`); without it no review counts. */
+  readonly reviewerAuthentication?: ReviewerAuthentication | undefined;
+  /** Tests: a ready verifier instead of one built from `reviewerAuthentication`. */
+  readonly reviewerVerifier?: ReviewerVerifier;
+  readonly logger?: Pick<Logger, 'warn' | 'info'>;
+  /** Milliseconds since the epoch. */
+  readonly clock?: () => number;
+  readonly randomBytes?: (size: number) => Uint8Array;
+  /** How often a held statement re-reads its request when no review message arrives (default 1000). */
+  readonly pollIntervalMs?: number;
+  readonly clockToleranceSeconds?: number;
+}
+
+interface Loaded {
+  readonly request: ApprovalRequest;
+  readonly records: readonly string[];
+}
+
+export class RedisApprovalService implements ApprovalService {
+  readonly #redis: Redis;
+  readonly #gateway: ApprovalRequest['gateway'];
+  readonly #logger: Pick<Logger, 'warn' | 'info'> | undefined;
+  readonly #clock: () => number;
+  readonly #randomBytes: (size: number) => Uint8Array;
+  readonly #pollIntervalMs: number;
+  readonly #toleranceMs: number;
+  #verifier: ReviewerVerifier | undefined;
+  #verifierReady: Promise<void> = Promise.resolve();
+  /** Verified reviewers by review record text (a record's verification depends only on itself). */
+  #reviewers = new Map<string, Reviewer>();
+  /** Records already logged as not counted, so a held statement's polling logs each once. */
+  #loggedRefusals = new Set<string>();
+  #closed = false;
+
+  constructor(options: RedisApprovalServiceOptions) {
+    this.#redis = new Redis(options.redisUrl, {
+      lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 2000, enableOfflineQueue: true,
+    });
+    // Surfaced through failing commands (→ `unavailable`); ioredis reconnects by itself.
+    this.#redis.on('error', () => undefined);
+    this.#gateway = options.gateway;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? Date.now;
+    this.#randomBytes = options.randomBytes ?? ((size) => randomBytes(size));
+    this.#pollIntervalMs = options.pollIntervalMs ?? 1000;
+    this.#toleranceMs = (options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS) * 1000;
+    if (options.reviewerVerifier !== undefined) {
+      this.#verifier = options.reviewerVerifier;
+    } else if (options.reviewerAuthentication !== undefined) {
+      this.configureReviewers(options.reviewerAuthentication);
+    }
+  }
+
+  /** Installs the reviewer authentication of a (re)loaded policy; undefined: no review counts. */
+  configureReviewers(authentication: ReviewerAuthentication | undefined): void {
+    if (authentication !== undefined && this.#verifier !== undefined
+      && JSON.stringify(authentication) === JSON.stringify(this.#verifier.authentication)) return;
+    this.#verifier?.stop();
+    this.#reviewers = new Map();
+    if (authentication === undefined) {
+      this.#verifier = undefined;
+      this.#verifierReady = Promise.resolve();
+      return;
+    }
+    const verifier = new ReviewerVerifier(authentication, {
+      onKeysRefresh: (event) => {
+        if (!event.ok) this.#logger?.warn({ issuer: event.issuer, result: event.result, detail: event.detail }, 'reviewer JWKS refresh failed');
+      },
+    });
+    this.#verifier = verifier;
+    this.#verifierReady = verifier.start().catch(() => undefined);
+  }
+
+  async ask(ask: ApprovalAsk): Promise<ApprovalAnswer & { readonly created?: boolean }> {
+    try {
+      const now = this.#clock();
+      if (ask.settings.grant.scope === 'window') {
+        const granted = await this.#windowGrant(ask, now);
+        if (granted !== undefined) return granted;
+      }
+      const digest = approvalDigest({
+        gateway: this.#gateway, target: ask.target.name, database: ask.target.database, user: ask.target.user,
+        requesterId: ask.requester.id, sql: ask.sql, parameters: ask.parameters,
+      });
+      const indexed = await this.#redis.get(digestIndexKey(digest));
+      if (indexed !== null) {
+        const answer = await this.#answerExisting(indexed, digest, now);
+        if (answer !== undefined) return answer;
+      }
+      return await this.#file(ask, digest, indexed ?? '', now);
+    } catch (e: unknown) {
+      return unavailable(e);
+    }
+  }
+
+  async wait(request: ApprovalRequest, options: { readonly signal: AbortSignal; readonly deadline: Date }): Promise<ApprovalAnswer> {
+    const { signal, deadline } = options;
+    let wake: (() => void) | undefined;
+    const subscriber = this.#redis.duplicate({ lazyConnect: true });
+    subscriber.on('error', () => undefined);
+    subscriber.on('message', () => { wake?.(); });
+    // A lost subscription only costs latency: the poll below still sees the review.
+    subscriber.subscribe(reviewChannel(request.id)).catch(() => undefined);
+    let lastError: unknown;
+    try {
+      for (;;) {
+        if (signal.aborted) return { outcome: 'pending', request };
+        try {
+          const answer = await this.#decide(request);
+          lastError = undefined;
+          if (answer.outcome !== 'pending') return answer;
+        } catch (e: unknown) {
+          lastError = e;
+        }
+        const remaining = deadline.getTime() - this.#clock();
+        if (remaining <= 0) return lastError === undefined ? { outcome: 'pending', request } : unavailable(lastError);
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, Math.min(this.#pollIntervalMs, remaining));
+          signal.addEventListener('abort', done, { once: true });
+          wake = done;
+        });
+      }
+    } finally {
+      subscriber.disconnect();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#verifier?.stop();
+    this.#redis.disconnect();
+    await Promise.resolve();
+  }
+
+  /** The status of a request as this sidecar sees it: reviews read from Redis, each one verified. */
+  async status(request: ApprovalRequest): Promise<ApprovalStatus> {
+    const records = await this.#redis.lrange(reviewsKey(request.id), 0, -1);
+    return this.#tally({ request, records }, this.#clock());
+  }
+
+  async #windowGrant(ask: ApprovalAsk, now: number): Promise<ApprovalAnswer | undefined> {
+    const key = windowGrantKey(windowGrantDigest({ requesterId: ask.requester.id, gateway: this.#gateway, target: ask.target.name, fingerprint: ask.fingerprint }));
+    const id = await this.#redis.get(key);
+    if (id === null) return undefined;
+    const loaded = await this.#load(id);
+    if (loaded === undefined) return undefined;
+    const { request } = loaded;
+    // The grant key is only an index: the window is re-derived from the verified request, so a
+    // key planted in Redis cannot grant anything the reviews do not.
+    if (request.settings.grant.scope !== 'window' || request.requester.id !== ask.requester.id || request.fingerprint !== ask.fingerprint
+      || request.target.name !== ask.target.name || JSON.stringify(request.gateway) !== JSON.stringify(this.#gateway)) return undefined;
+    const status = await this.#tally(loaded, now);
+    if (status.phase !== 'Approved' || status.decidedAt === undefined) return undefined;
+    if (now >= Date.parse(status.decidedAt) + request.settings.grant.windowSeconds * 1000) return undefined;
+    return { outcome: 'approved', request, status, via: 'window' };
+  }
+
+  /** Answers from the request the digest index names; undefined when a new request must be filed. */
+  async #answerExisting(id: string, digest: string, now: number): Promise<ApprovalAnswer | undefined> {
+    const loaded = await this.#load(id);
+    if (loaded?.request.commandDigest !== digest) return undefined;
+    const status = await this.#tally(loaded, now);
+    // Expired, or denied and past its expiry: the same statement may ask again with a new request
+    // (a denial stands for the request's lifetime, so resending does not spam reviewers).
+    if (status.phase === 'Expired' || (status.phase === 'Denied' && now >= Date.parse(loaded.request.expiresAt))) {
+      await this.#redis.zrem(PENDING_INBOX_KEY, id);
+      return undefined;
+    }
+    return this.#conclude(loaded.request, status, now);
+  }
+
+  async #decide(request: ApprovalRequest): Promise<ApprovalAnswer> {
+    const now = this.#clock();
+    const records = await this.#redis.lrange(reviewsKey(request.id), 0, -1);
+    const status = await this.#tally({ request, records }, now);
+    if (status.phase === 'Expired') {
+      await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
+      return { outcome: 'expired', request, status };
+    }
+    return this.#conclude(request, status, now);
+  }
+
+  async #conclude(request: ApprovalRequest, status: ApprovalStatus, now: number): Promise<ApprovalAnswer> {
+    switch (status.phase) {
+      case 'Pending':
+        return { outcome: 'pending', request };
+      case 'Denied':
+        await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
+        return { outcome: 'denied', request, status };
+      case 'Expired':
+        return { outcome: 'expired', request, status };
+      case 'Approved': {
+        await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
+        const claim = JSON.stringify({ gateway: this.#gateway, at: new Date(now).toISOString() });
+        const claimed = await this.#redis.set(claimKey(request.id), claim, 'PX', this.#recordTtlMs(request, now), 'NX');
+        if (claimed !== 'OK') {
+          await this.#redis.eval(FORGET_DIGEST_SCRIPT, 1, digestIndexKey(request.commandDigest), request.id);
+          return { outcome: 'consumed', request };
+        }
+        const grant = request.settings.grant;
+        if (grant.scope === 'window') {
+          const key = windowGrantKey(windowGrantDigest({ requesterId: request.requester.id, gateway: this.#gateway, target: request.target.name, fingerprint: request.fingerprint }));
+          await this.#redis.set(key, request.id, 'EX', grant.windowSeconds);
+        }
+        return { outcome: 'approved', request, status, via: 'claim' };
+      }
+    }
+  }
+
+  async #file(ask: ApprovalAsk, digest: string, replacing: string, now: number): Promise<ApprovalAnswer & { readonly created?: boolean }> {
+    const request: ApprovalRequest = {
+      id: newRequestId(this.#randomBytes),
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + ask.settings.ttlSeconds * 1000).toISOString(),
+      requester: ask.requester,
+      gateway: this.#gateway,
+      target: ask.target,
+      policy: ask.policy,
+      command: ask.command,
+      fingerprint: ask.fingerprint,
+      commandDigest: digest,
+      ...(ask.reason === undefined ? {} : { reason: ask.reason }),
+      settings: ask.settings,
+    };
+    const reply = await this.#redis.eval(
+      FILE_REQUEST_SCRIPT, 3, digestIndexKey(digest), requestKey(request.id), PENDING_INBOX_KEY,
+      request.id, serializeRequest(request), Date.parse(request.expiresAt), this.#recordTtlMs(request, now), replacing,
+    );
+    if (!Array.isArray(reply) || typeof reply[1] !== 'string') throw new Error('unexpected reply from the file-request script');
+    if (reply[0] === 1) {
+      this.#logger?.info({ approvalRequest: request.id, rule: request.policy.rule }, 'approval request filed');
+      return { outcome: 'pending', request, created: true };
+    }
+    // Another execution of the same statement filed first: answer from its request.
+    const answer = await this.#answerExisting(reply[1], digest, now);
+    if (answer === undefined) throw new Error('approval request for this statement changed concurrently');
+    return answer;
+  }
+
+  #recordTtlMs(request: ApprovalRequest, now: number): number {
+    return Math.max(1000, Date.parse(request.expiresAt) - now) + RECORD_RETENTION_SECONDS * 1000;
+  }
+
+  async #load(id: string): Promise<Loaded | undefined> {
+    const [requestReply, recordsReply] = await this.#redis.multi().get(requestKey(id)).lrange(reviewsKey(id), 0, -1).exec() ?? [];
+    if (requestReply?.[0] != null || recordsReply?.[0] != null) throw new Error('reading an approval request failed');
+    const text = requestReply?.[1];
+    if (typeof text !== 'string') return undefined;
+    const records = recordsReply?.[1];
+    return { request: parseRequest(text, id), records: Array.isArray(records) ? records.filter((r): r is string => typeof r === 'string') : [] };
+  }
+
+  async #tally(loaded: Loaded, now: number): Promise<ApprovalStatus> {
+    const reviews: Review[] = [];
+    for (const record of loaded.records) {
+      const review = await this.#verifiedReview(loaded.request, record, now);
+      if (review !== undefined) reviews.push(review);
+    }
+    return tally(loaded.request, reviews, new Date(now));
+  }
+
+  /** The review with its reviewer established from its token; undefined (and logged) when it cannot count. */
+  async #verifiedReview(request: ApprovalRequest, text: string, now: number): Promise<Review | undefined> {
+    let record: ReviewRecord;
+    try {
+      record = parseReviewRecord(text);
+    } catch (e: unknown) {
+      this.#logRefusal(request, text, 'malformed-record', e instanceof Error ? e.message : String(e));
+      return undefined;
+    }
+    const at = Date.parse(record.at);
+    // A review cannot predate its request or come from the future: this bounds how far a token can
+    // be carried (replayed) by backdating, together with the token's own age limit.
+    if (at < Date.parse(request.createdAt) - this.#toleranceMs || at > now + this.#toleranceMs) {
+      this.#logRefusal(request, text, 'review-time-out-of-range');
+      return undefined;
+    }
+    let reviewer = this.#reviewers.get(text);
+    if (reviewer === undefined) {
+      const verifier = this.#verifier;
+      if (verifier === undefined) {
+        this.#logRefusal(request, text, 'no-reviewer-authentication');
+        return undefined;
+      }
+      await this.#verifierReady;
+      try {
+        reviewer = await verifier.verify(record.token, new Date(at));
+      } catch (e: unknown) {
+        this.#logRefusal(request, text, e instanceof TokenVerificationError ? e.reason : 'verification-failed');
+        return undefined;
+      }
+      if (this.#reviewers.size >= MAX_CACHED_REVIEWERS) this.#reviewers.clear();
+      this.#reviewers.set(text, reviewer);
+    }
+    return { reviewer, decision: record.decision, reason: record.reason, at: record.at, commandDigest: record.commandDigest };
+  }
+
+  #logRefusal(request: ApprovalRequest, record: string, why: string, detail?: string): void {
+    if (this.#loggedRefusals.has(record)) return;
+    if (this.#loggedRefusals.size >= MAX_CACHED_REVIEWERS) this.#loggedRefusals.clear();
+    this.#loggedRefusals.add(record);
+    // Never the record itself: it holds the reviewer's token.
+    this.#logger?.warn({ approvalRequest: request.id, why, ...(detail === undefined ? {} : { detail }) }, 'approval review not counted');
+  }
+}
+
+function unavailable(e: unknown): ApprovalAnswer {
+  return { outcome: 'unavailable', error: e instanceof Error ? e.message : String(e) };
+}
