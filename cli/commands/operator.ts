@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { readOperatorConfig } from '../../operator/operator-config.ts';
 import { startOperator } from '../../operator/main.ts';
 import { createLogger } from '../../sidecar/logger.ts';
+import { runUntilSignal } from '../run-until-signal.ts';
 
 export async function runOperator(args: string[]): Promise<number> {
   if (args.length > 0) {
@@ -13,16 +14,6 @@ export async function runOperator(args: string[]): Promise<number> {
   const config = readOperatorConfig(process.env, { hostname: hostname() });
   const logger = createLogger(config.logLevel);
   const operator = await startOperator(config, logger);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      operator.stop().then(resolve, (e: unknown) => {
-        logger.error({ err: String(e) }, 'shutdown failed');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => { stop('SIGTERM'); });
-    process.once('SIGINT', () => { stop('SIGINT'); });
-  });
+  await runUntilSignal(logger, () => operator.stop());
   return 0;
 }

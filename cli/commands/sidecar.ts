@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { loadSidecarConfig } from '../../sidecar/config.ts';
 import { createLogger } from '../../sidecar/logger.ts';
+import { runUntilSignal } from '../run-until-signal.ts';
 import { startSidecar } from '../../sidecar/main.ts';
 
 export async function runSidecar(args: string[]): Promise<number> {
@@ -14,16 +15,6 @@ export async function runSidecar(args: string[]): Promise<number> {
   const logger = createLogger(config.logLevel);
   const sidecar = await startSidecar(config, logger);
   logger.info({ http: sidecar.ops.port }, 'custos sidecar ready');
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      sidecar.drain().then(resolve, (e: unknown) => {
-        logger.error({ err: String(e) }, 'drain failed');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => { stop('SIGTERM'); });
-    process.once('SIGINT', () => { stop('SIGINT'); });
-  });
+  await runUntilSignal(logger, () => sidecar.drain());
   return 0;
 }
