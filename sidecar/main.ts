@@ -9,7 +9,9 @@ import { SpoolWriter } from '../audit/spool/spool-writer.ts';
 import { CustosError } from '../lib/errors.ts';
 import type { CompiledPolicy } from '../policy/compile.ts';
 import { evaluate } from '../policy/evaluate.ts';
+import type { ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
 import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
+import { RedisApprovalService } from './approvals/redis-approval-service.ts';
 import { CallerIdentity } from './caller-identity.ts';
 import type { SidecarConfig } from './config.ts';
 import { startOpsServer, type OpsServer, type ReadinessCheck } from './http-server.ts';
@@ -94,6 +96,24 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
     ? createSecureContext({ cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) })
     : undefined;
 
+  // Just-in-time approvals live in Redis (local mode); without it require-approval is a refusal.
+  let approvals: RedisApprovalService | undefined;
+  if (config.redisUrl !== undefined) {
+    const service = new RedisApprovalService({
+      redisUrl: config.redisUrl,
+      gateway: {
+        id: config.gateway.id,
+        podUid: config.gateway.podUid,
+        ...(config.gateway.podName !== undefined ? { pod: config.gateway.podName } : {}),
+        ...(config.gateway.namespace !== undefined ? { namespace: config.gateway.namespace } : {}),
+      },
+      reviewerAuthentication: reviewerAuthenticationOf(policy.current),
+      logger: logger.child({ component: 'approvals' }),
+    });
+    policy.onChange((p) => { service.configureReviewers(reviewerAuthenticationOf(p)); });
+    approvals = service;
+  }
+
   const cancelKeys = new CancelRegistry();
   let draining = false;
   const sessionPolicies = new WeakMap<CompiledPolicy, SessionPolicy>();
@@ -143,6 +163,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       ...(downstreamTls !== undefined ? { downstreamTls } : {}),
       now: Date.now,
       draining: () => draining,
+      ...(approvals !== undefined ? { approvals } : {}),
     };
     const listener = await startPostgresListener({ target: target.name, host: config.listen.host, port, environment });
     listeners.set(target.name, listener);
@@ -195,6 +216,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       await spool.close();
       if (shipper) await shipper.stop();
       await announcements?.close();
+      await approvals?.close();
       policy.close();
       callers.close();
       for (const m of maskingServices.values()) m.close();
@@ -203,6 +225,11 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       logger.info('drained');
     },
   };
+}
+
+/** How reviewers authenticate, as the compiled policy declares it (`spec.reviewerAuthentication`). */
+function reviewerAuthenticationOf(policy: CompiledPolicy): ReviewerAuthentication | undefined {
+  return policy.reviewerAuthentication ?? undefined;
 }
 
 /** The target as sessions reach it: policy entry, local overrides, credentials read per connection. */

@@ -6,12 +6,17 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { Redis } from 'ioredis';
 import type { AuditEvent } from '../audit/event.ts';
+import { requestKey, reviewChannel, reviewsKey } from '../sidecar/approvals/approval-keys.ts';
+import { parseRequest, serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
+import * as fe from '../sidecar/protocols/postgres/codec/frontend-serializer.ts';
 import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
-import { startCustosStack, type CustosStack } from './harness/custos-stack.ts';
-import { createBillingSchema } from './harness/fixtures.ts';
+import { CUSTOS_CLI, NODE, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
+import { createBillingSchema, runCommand } from './harness/fixtures.ts';
 import type { PolicyDocument } from './harness/sidecar-files.ts';
 import { sqlstateOf } from './harness/wire-client.ts';
+import { createConnection } from 'node:net';
 
 /** Index of `deny-unfiltered-writes` in examples/policy.yaml: it becomes the approval rule. */
 const UNFILTERED_WRITES_RULE = 3;
@@ -22,21 +27,45 @@ interface ApprovalRuleOptions {
   readonly ttlSeconds?: number;
 }
 
-/** The example policy with unfiltered writes held for the `dba` group, and reviewers' tokens from the stack's issuer. */
-function approvalPolicy(options: ApprovalRuleOptions): (doc: PolicyDocument) => void {
+function approvalBlock(options: ApprovalRuleOptions): Record<string, unknown> {
+  return {
+    reviewers: { groups: ['dba'] },
+    mode: options.mode,
+    ...(options.mode === 'hold' ? { holdTimeoutSeconds: options.holdTimeoutSeconds ?? 120 } : {}),
+    ttlSeconds: options.ttlSeconds ?? 600,
+  };
+}
+
+/**
+ * The example policy with unfiltered writes needing a `dba`'s approval: DELETE held (`mode`), and
+ * with `withReturnRules` an unfiltered UPDATE in return mode and a DELETE of customers held only
+ * 2 s; reviewers authenticate with tokens of the stack's issuer for their own audience.
+ */
+function approvalPolicy(options: ApprovalRuleOptions, withReturnRules = false): (doc: PolicyDocument) => void {
   return (doc) => {
     doc.setIn(['spec', 'rules', UNFILTERED_WRITES_RULE], {
       name: 'approve-unfiltered-writes',
       match: { sql: { where: 'missing-or-constant' } },
       action: 'require-approval',
       message: 'a write without a WHERE clause needs a DBA',
-      approval: {
-        reviewers: { groups: ['dba'] },
-        mode: options.mode,
-        ...(options.mode === 'hold' ? { holdTimeoutSeconds: options.holdTimeoutSeconds ?? 60 } : {}),
-        ttlSeconds: options.ttlSeconds ?? 600,
-      },
+      approval: approvalBlock(options),
     });
+    if (withReturnRules) {
+      const rules = doc.getIn(['spec', 'rules']) as { items: unknown[] };
+      rules.items.splice(UNFILTERED_WRITES_RULE, 0,
+        doc.createNode({
+          name: 'approve-unfiltered-updates',
+          match: { sql: { statements: ['update'], where: 'missing-or-constant' } },
+          action: 'require-approval',
+          approval: approvalBlock({ mode: 'return' }),
+        }),
+        doc.createNode({
+          name: 'approve-customer-wipes',
+          match: { sql: { statements: ['delete'], objects: ['public.customers'], where: 'missing-or-constant' } },
+          action: 'require-approval',
+          approval: approvalBlock({ mode: 'hold', holdTimeoutSeconds: 2 }),
+        }));
+    }
     doc.setIn(['spec', 'reviewerAuthentication'], {
       issuer: String(doc.getIn(['spec', 'issuers', 0, 'issuer'])),
       audience: 'custos-reviews',
@@ -121,3 +150,317 @@ describe('require-approval without Redis', () => {
     assert.ok(!events.some((e) => e.command?.text.includes('INC-4711') === true), 'the reason is never a statement text');
   });
 });
+
+// Requests are bound to the exact statement (its digest): each test below uses a statement text of
+// its own, so that one test's request (approved, denied, pending) never answers another's.
+
+/** Reviewers as the local issuer authenticates them: two in the `dba` group, one outside it. */
+const REVIEWERS = {
+  alice: { email: 'alice@example.com', groups: ['dba'] },
+  carol: { email: 'carol@example.com', groups: ['dba'] },
+  bob: { email: 'bob@example.com', groups: ['developers'] },
+} as const;
+
+describe('require-approval with Redis', () => {
+  let stack: CustosStack;
+  let redis: Redis;
+
+  before(async () => {
+    stack = await startCustosStack({ redis: true, editPolicy: approvalPolicy({ mode: 'hold' }, true) });
+    await createBillingSchema(stack);
+    redis = new Redis(stack.redis?.url ?? '', { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+  });
+  after(async () => {
+    redis.disconnect();
+    await stack.stop();
+  });
+
+  /** Writes a review the way `custos approvals approve|deny` does: the reviewer's token, the digest they read, then a wake-up. */
+  async function review(id: string, who: keyof typeof REVIEWERS, decision: 'approve' | 'deny', reason: string): Promise<void> {
+    const text = await redis.get(requestKey(id));
+    assert.ok(text !== null, `request ${id} is in Redis`);
+    const request = parseRequest(text, id);
+    const token = await stack.issuer.mint(REVIEWERS[who], { audience: 'custos-reviews', subject: who, expiresInSeconds: 300 });
+    await redis.rpush(reviewsKey(id), serializeReviewRecord({ decision, reason, at: new Date().toISOString(), commandDigest: request.commandDigest, token }));
+    await redis.publish(reviewChannel(id), 'review');
+  }
+
+  /** A review through the real CLI (`custos approvals approve|deny`), with the reviewer's token in the environment. */
+  async function reviewWithCli(id: string, who: keyof typeof REVIEWERS, decision: 'approve' | 'deny', reason: string): Promise<string> {
+    const token = await stack.issuer.mint(REVIEWERS[who], { audience: 'custos-reviews', subject: who, expiresInSeconds: 300 });
+    const result = await runCommand(NODE, [CUSTOS_CLI, 'approvals', decision, id, '--reason', reason, '--redis', stack.redis?.url ?? ''], {
+      env: { ...process.env, CUSTOS_REVIEWER_TOKEN: token },
+    });
+    return `${result.code} ${result.stdout}${result.stderr}`;
+  }
+
+  /** The approval events of one session (by its reason), once `ready` holds. */
+  async function approvalEvents(name: string, ready: (mine: AuditEvent[]) => boolean): Promise<AuditEvent[]> {
+    return byReason(await waitForEvents(stack.spoolDir, (all) => ready(byReason(all, name)), 15_000), name);
+  }
+
+  /** The id of the request this session filed (other than `except`), from its approval.requested event. */
+  async function requestedId(name: string, except?: string): Promise<string> {
+    const filed = (mine: readonly AuditEvent[]): AuditEvent | undefined =>
+      ofType(mine, 'approval.requested').find((e) => e.outcome === 'unknown' && e.approval?.id !== except);
+    const id = filed(await approvalEvents(name, (mine) => filed(mine) !== undefined))?.approval?.id;
+    assert.ok(id !== undefined && /^ar-[a-z2-7]{12}$/.test(id), `a request id, got ${String(id)}`);
+    return id;
+  }
+
+  async function amounts(): Promise<string> {
+    return (await stack.postgres.psql("SELECT string_agg(amount::text, ',' ORDER BY id) FROM invoices")).trim();
+  }
+
+  it('holds DELETE FROM invoices until a dba approves, then runs it once; the trail names requester, statement, reviewer, reason and outcome', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('hold');
+    const client = await connectAs(stack, name);
+    try {
+      const held = client.query('DELETE FROM invoices').then((r) => r, (e: unknown) => e as Error);
+      const id = await requestedId(name);
+      assert.equal(await invoiceCount(stack), 5, 'nothing runs while the request is pending');
+      // A reviewer outside the group is refused by the CLI, and would not count if written anyway.
+      assert.doesNotMatch(await reviewWithCli(id, 'bob', 'approve', 'looks fine to me'), /^0 /);
+      await review(id, 'bob', 'approve', 'looks fine to me');
+      assert.match(await reviewWithCli(id, 'alice', 'approve', 'INC-42: duplicate import'), /^0 /);
+      const result = await held;
+      if (result instanceof Error) assert.fail(`the held statement did not run: ${result.message}`);
+      assert.equal(result.command, 'DELETE');
+      assert.equal(result.rowCount, 5);
+      assert.equal(await invoiceCount(stack), 0);
+      // The session carries on normally after the hold.
+      assert.equal((await client.query<{ n: number }>('SELECT count(*)::int AS n FROM invoices')).rows[0]?.n, 0);
+
+      const events = await approvalEvents(name, (mine) => mine.some((e) => e.event_type === 'db.query.result' && e.result?.command_tag === 'DELETE 5'));
+      const attempt = ofType(events, 'db.query.attempt').find((e) => e.policy?.decision === 'require_approval');
+      assert.ok(attempt);
+      assert.equal(attempt.actor?.id, `${stack.issuer.issuer} repo:acme/billing:ref:refs/heads/main`);
+      assert.equal(attempt.command?.text, 'DELETE FROM invoices');
+      assert.equal(attempt.policy?.rule, 'approve-unfiltered-writes');
+      const requested = ofType(events, 'approval.requested')[0];
+      assert.equal(requested?.attempt_id, attempt.event_id);
+      assert.equal(requested.approval?.mode, 'hold');
+      assert.equal(requested.approval.min_approvals, 1);
+      assert.match(requested.approval.digest, /^sha256:[0-9a-f]{64}$/);
+      assert.ok(requested.approval.expires_at !== undefined);
+      const executed = ofType(events, 'approval.executed')[0];
+      assert.equal(executed?.approval?.id, id);
+      assert.equal(executed.approval.phase, 'Approved');
+      assert.deepEqual(executed.approval.reviewers.map((r) => [r.username, r.decision, r.reason]), [['alice@example.com', 'approve', 'INC-42: duplicate import']]);
+      assert.equal(executed.command?.text, 'DELETE FROM invoices');
+      const result2 = ofType(events, 'db.query.result').find((e) => e.attempt_id === attempt.event_id);
+      assert.equal(result2?.outcome, 'success');
+      assert.equal(result2.result?.rows, 5);
+      // Never literals or tokens in the trail.
+      assert.ok(!JSON.stringify(events).includes('eyJ'), 'no token in the audit events');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('return mode: fails fast naming the request; after approval the identical statement runs once; a second run needs a new request', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('return');
+    const client = await connectAs(stack, name);
+    try {
+      const first = await errorOfQuery(client, 'UPDATE invoices SET amount = amount + 1');
+      assert.equal(first.code, '57014');
+      const id = /request (ar-[a-z2-7]{12}) is pending/.exec(first.message)?.[1];
+      assert.ok(id !== undefined, first.message);
+      assert.match(first.detail ?? '', new RegExp(`custos approvals approve ${id} --reason`));
+      assert.equal(await amounts(), '10,20,30,40,50');
+      // Asking again before approval finds the same request.
+      assert.match((await errorOfQuery(client, 'UPDATE invoices SET amount = amount + 1')).message, new RegExp(id));
+
+      await review(id, 'alice', 'approve', 'month-end correction');
+      const ran = await client.query('UPDATE invoices SET amount = amount + 1');
+      assert.equal(ran.rowCount, 5);
+      assert.equal(await amounts(), '11,21,31,41,51');
+
+      const again = await errorOfQuery(client, 'UPDATE invoices SET amount = amount + 1');
+      assert.equal(again.code, '57014');
+      const second = /request (ar-[a-z2-7]{12}) is pending/.exec(again.message)?.[1];
+      assert.ok(second !== undefined && second !== id, `a new request, not ${id}: ${again.message}`);
+      assert.equal(await amounts(), '11,21,31,41,51', 'the approval ran exactly once');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('an approval cannot be used for a different statement or other parameters (extended protocol)', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('digest');
+    const client = await connectAs(stack, name);
+    try {
+      const bump = (n: number): pg.QueryConfig => ({ text: 'UPDATE invoices SET amount = amount + $1', values: [n] });
+      const first = await client.query(bump(1)).then(() => assert.fail('ran unapproved'), (e: unknown) => e as Error & { code?: string });
+      assert.equal(first.code, '57014');
+      const id = /request (ar-[a-z2-7]{12})/.exec(first.message)?.[1];
+      assert.ok(id !== undefined);
+      await review(id, 'carol', 'approve', 'one euro correction');
+
+      for (const other of [bump(2), { text: 'UPDATE invoices SET amount = amount + $1 ', values: [1] }]) {
+        const refused = await client.query(other).then(() => assert.fail('ran with another statement'), (e: unknown) => e as Error & { code?: string });
+        assert.equal(refused.code, '57014');
+        assert.doesNotMatch(refused.message, new RegExp(id));
+      }
+      const simpleText = await errorOfQuery(client, 'UPDATE invoices SET amount = amount + 1');
+      assert.doesNotMatch(simpleText.message, new RegExp(id), 'the simple-protocol text is another statement than the bound one');
+      assert.equal(await amounts(), '10,20,30,40,50');
+      // The extended protocol stays in step: the same session runs the approved statement.
+      assert.equal((await client.query(bump(1))).rowCount, 5);
+      assert.equal(await amounts(), '11,21,31,41,51');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a denial ends the held statement with 57014 naming the reviewer and reason; nothing runs', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('deny');
+    const client = await connectAs(stack, name);
+    try {
+      await client.query('BEGIN');
+      const held = client.query('DELETE FROM invoices WHERE true').then(() => assert.fail('ran though denied'), (e: unknown) => e as Error & { code?: string });
+      const id = await requestedId(name);
+      await review(id, 'alice', 'deny', 'not during the month-end close');
+      const error = await held;
+      assert.equal(error.code, '57014');
+      assert.match(error.message, new RegExp(`approval request ${id} was denied by alice@example.com: "not during the month-end close"`));
+      // The transaction failed coherently, as after any error.
+      assert.equal(sqlstateOf(await errorOfQuery(client, 'SELECT 1')), '25P02');
+      await client.query('ROLLBACK');
+      assert.equal(await invoiceCount(stack), 5);
+      const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.decided').some((e) => e.approval?.id === id));
+      const decided = ofType(events, 'approval.decided').find((e) => e.approval?.id === id);
+      assert.equal(decided?.approval?.phase, 'Denied');
+      assert.deepEqual(decided.approval.reviewers.map((r) => [r.username, r.decision]), [['alice@example.com', 'deny']]);
+      assert.equal(ofType(events, 'approval.executed').length, 0);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('the hold timeout ends the statement with 57014 and approval.expired; nothing runs', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('timeout');
+    const client = await connectAs(stack, name);
+    try {
+      const error = await errorOfQuery(client, 'DELETE FROM customers');
+      assert.equal(error.code, '57014');
+      assert.match(error.message, /was not decided within 2 s; the statement was not run/);
+      assert.equal(Number((await stack.postgres.psql('SELECT count(*) FROM customers')).trim()), 2);
+      const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.expired').length > 0);
+      assert.equal(ofType(events, 'approval.expired')[0]?.outcome, 'failure');
+      assert.equal(ofType(events, 'approval.executed').length, 0);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a client cancel while held ends the wait with 57014; the session survives and nothing runs, even after a later approval', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('cancel');
+    const client = await connectAs(stack, name);
+    try {
+      const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+      const held = client.query('DELETE FROM public.invoices').then(() => assert.fail('ran though cancelled'), (e: unknown) => e as Error & { code?: string });
+      const id = await requestedId(name);
+      await sendCancel(stack.port, processID, secretKey);
+      const error = await held;
+      assert.equal(error.code, '57014');
+      assert.equal(error.message, 'canceling statement due to user request');
+      assert.equal((await client.query<{ n: number }>('SELECT count(*)::int AS n FROM invoices')).rows[0]?.n, 5, 'the session is usable');
+      const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.cancelled').length > 0);
+      assert.equal(ofType(events, 'approval.cancelled')[0]?.approval?.id, id);
+      await review(id, 'alice', 'approve', 'too late');
+      assert.equal(await invoiceCount(stack), 5);
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a client disconnecting while held ends the wait (approval.cancelled); nothing runs', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('disconnect');
+    const client = await connectAs(stack, name);
+    client.on('error', () => undefined);
+    const held = client.query('delete from invoices').then(() => undefined, () => undefined);
+    const id = await requestedId(name);
+    (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await held;
+    const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.cancelled').length > 0);
+    assert.match(ofType(events, 'approval.cancelled')[0]?.message ?? '', /disconnected/);
+    await review(id, 'alice', 'approve', 'too late');
+    assert.equal(await invoiceCount(stack), 5);
+  });
+
+  it('a Redis outage while pending never executes; the request survives in Redis', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('outage');
+    const client = await connectAs(stack, name);
+    const server = stack.redis;
+    assert.ok(server !== undefined);
+    try {
+      const held = client.query('DELETE FROM public.customers').then(() => assert.fail('ran during an outage'), (e: unknown) => e as Error & { code?: string });
+      const id = await requestedId(name);
+      await server.stop();
+      const error = await held;
+      assert.equal(error.code, '57014');
+      assert.equal(Number((await stack.postgres.psql('SELECT count(*) FROM customers')).trim()), 2);
+      // While Redis is down, a new approvable statement is refused, not run.
+      const down = await errorOfQuery(client, 'DELETE FROM invoices WHERE 1 = 1');
+      assert.equal(down.code, '57014');
+      assert.match(down.message, /approval service unavailable/);
+      assert.equal(await invoiceCount(stack), 5);
+      await server.start();
+      assert.ok((await redis.get(requestKey(id))) !== null, 'the pending request is still in Redis');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a sidecar restart while held runs nothing; the request stays in Redis and the resent statement runs once after approval', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('restart');
+    const client = await connectAs(stack, name);
+    client.on('error', () => undefined);
+    const held = client.query('DELETE FROM invoices AS i').then(() => 'ran', () => 'ended');
+    const id = await requestedId(name);
+    await stack.restartSidecar();
+    assert.equal(await held, 'ended');
+    assert.equal(await invoiceCount(stack), 5);
+    assert.ok((await redis.get(requestKey(id))) !== null, 'the request survived the restart');
+    await review(id, 'alice', 'approve', 'after the restart');
+
+    const again = await connectAs(stack, name);
+    try {
+      const ran = await again.query('DELETE FROM invoices AS i');
+      assert.equal(ran.rowCount, 5);
+      await createBillingSchema(stack);
+      // Single use: the same statement now files a new request (hold mode: it waits; cancel it by ending the session).
+      again.on('error', () => undefined);
+      const second = again.query('DELETE FROM invoices AS i').then(() => 'ran', () => 'ended');
+      const next = await requestedId(name, id);
+      assert.notEqual(next, id);
+      assert.equal(await invoiceCount(stack), 5);
+      (again as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      assert.equal(await second, 'ended');
+    } finally {
+      await again.end().catch(() => undefined);
+    }
+  });
+});
+
+/** Sends a CancelRequest with the key the client received, as libpq does (new connection, then close). */
+async function sendCancel(port: number, pid: number, secret: number): Promise<void> {
+  const key = Buffer.alloc(4);
+  key.writeInt32BE(secret);
+  await new Promise<void>((resolve, reject) => {
+    const socket = createConnection({ host: '127.0.0.1', port }, () => { socket.end(fe.cancelRequest(pid, key)); });
+    socket.once('close', () => { resolve(); });
+    socket.once('error', reject);
+  });
+}

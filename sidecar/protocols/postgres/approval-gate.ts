@@ -51,7 +51,7 @@ export async function passApprovalGate(service: ApprovalService, input: Approval
   let answer: ApprovalAnswer & { readonly created?: boolean } = await askSafely(service, input.ask);
   if (answer.outcome === 'consumed') {
     // A single-use approval was spent by an earlier execution: this run needs a request of its own.
-    await input.record({ type: 'approval.decided', outcome: 'failure', approval: auditApproval(answer.request, undefined), message: 'approval already used: a new request is needed' });
+    await input.record({ type: 'approval.decided', outcome: 'failure', approval: spentApproval(answer.request), message: 'approval already used: a new request is needed' });
     answer = await askSafely(service, input.ask);
   }
   if (answer.outcome !== 'unavailable' && answer.outcome !== 'consumed' && answer.created === true) {
@@ -152,7 +152,7 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
       );
     case 'consumed':
       return refuse(
-        { type: 'approval.decided', outcome: 'failure', approval: auditApproval(answer.request, undefined), message: 'approval already used: statement not run' },
+        { type: 'approval.decided', outcome: 'failure', approval: spentApproval(answer.request), message: 'approval already used: statement not run' },
         { message: `approval request ${answer.request.id} was already used for one execution; run the statement again to file a new request` },
       );
     case 'unavailable':
@@ -175,6 +175,11 @@ function isAborted(signal: AbortSignal): boolean {
 
 function cancelReason(signal: AbortSignal): string {
   return signal.reason === 'disconnect' ? 'the client disconnected while the statement was held' : 'the client cancelled the held statement';
+}
+
+/** A single-use approval already executed once: approved, and spent. */
+function spentApproval(request: ApprovalRequest): AuditApproval {
+  return { ...auditApproval(request, undefined), phase: 'Approved' };
 }
 
 function requestedApproval(request: ApprovalRequest): AuditApproval {

@@ -634,7 +634,7 @@ export class PostgresSession {
         },
       };
     }
-    const settings = approvable ? approvalSettingsOf(decision) : this.#maskingApprovalSettings();
+    const settings = approvable ? decision.approval : this.#env.masking?.current()?.rules.predicatesApproval;
     if (settings === undefined) {
       return {
         kind: 'refuse',
@@ -642,12 +642,6 @@ export class PostgresSession {
       };
     }
     return { kind: 'ask', rule, settings };
-  }
-
-  /** The masking policy's approval settings for conditions on masked columns, when it declares them. */
-  #maskingApprovalSettings(): ApprovalSettings | undefined {
-    const rules = this.#env.masking?.current()?.rules as { readonly predicatesApproval?: ApprovalSettings } | undefined;
-    return rules?.predicatesApproval;
   }
 
   /** Files (or finds) the approval request and waits for it as the mode says; the pipeline waits too. */
@@ -1345,11 +1339,6 @@ function spoolFullRefusal(): Refusal {
     message: 'Custos cannot record this statement in its audit log (spool full or failing): statement refused',
     hint: 'no audit, no access: retry when the audit backlog has drained',
   };
-}
-
-/** The approval settings a require-approval rule carries once the policy compiler provides them. */
-function approvalSettingsOf(decision: Decision): ApprovalSettings | undefined {
-  return (decision as { readonly approval?: ApprovalSettings }).approval;
 }
 
 /** Who asks for approval, as reviewers and the four-eyes checks see them (the caller, else the workload). */
