@@ -12,6 +12,7 @@ import { parse } from 'yaml';
 import { announcementChannel, parseAnnouncement, policyDigest, type PolicyAnnouncement } from '../operator/announce/policy-announcement.ts';
 import { resolveSidecarConfig } from '../sidecar/config.ts';
 import { startLocalCluster, type LocalCluster } from './harness/local-cluster.ts';
+import { billingPolicy, denyWritesRule } from './harness/operator-fixtures.ts';
 import { waitFor } from './harness/processes.ts';
 import { startRedis, type RedisInstance } from './harness/redis.ts';
 
@@ -20,35 +21,7 @@ const NAME = 'billing';
 const CHANNEL = announcementChannel(NS, NAME);
 
 /** The policy with `extraRules` (rule names) denying writes, so every variant has another digest. */
-const POLICY = (...extraRules: string[]): string => `apiVersion: custos.io/v1alpha1
-kind: AccessPolicy
-metadata:
-  name: ${NAME}
-  namespace: ${NS}
-spec:
-  selector:
-    matchLabels:
-      app: billing
-  targets:
-    - name: billing
-      protocol: postgres
-      host: billing-db.${NS}.svc
-      port: 5432
-      database: billing
-      credentials:
-        secretName: billing-db
-  rules:
-${extraRules.map((rule) => `    - name: ${rule}
-      match:
-        sql:
-          statements: [write]
-      action: deny
-`).join('')}    - name: reads
-      match:
-        sql:
-          statements: [read]
-      action: allow
-`;
+const POLICY = (...extraRules: string[]): string => billingPolicy(NS, extraRules.map(denyWritesRule).join(''));
 
 interface Received {
   readonly channel: string;

@@ -6,34 +6,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startLocalCluster, type LocalCluster } from './harness/local-cluster.ts';
+import { billingPolicy, denyWritesRule } from './harness/operator-fixtures.ts';
 import { waitFor } from './harness/processes.ts';
 
 const NS = 'payments';
 
-const POLICY = (rulesExtra = ''): string => `apiVersion: custos.io/v1alpha1
-kind: AccessPolicy
-metadata:
-  name: billing
-  namespace: ${NS}
-spec:
-  selector:
-    matchLabels:
-      app: billing
-  targets:
-    - name: billing
-      protocol: postgres
-      host: billing-db.${NS}.svc
-      port: 5432
-      database: billing
-      credentials:
-        secretName: billing-db
-  rules:
-    - name: reads
-      match:
-        sql:
-          statements: [read]
-      action: allow
-${rulesExtra}`;
+const POLICY = (extraRules = ''): string => billingPolicy(NS, extraRules);
 
 const POD = (name: string, extra = ''): string => `apiVersion: v1
 kind: Pod
@@ -169,12 +147,7 @@ describe('operator end to end: chart + API double + custos operator, driven with
   it('keeps reconciling through dropped watches', async () => {
     const restartsBefore = await metricSum('custos_informer_restarts_total');
     cluster.api.dropWatches();
-    await k(['apply', '-f', '-'], POLICY(`    - name: after-drop
-      match:
-        sql:
-          statements: [write]
-      action: deny
-`));
+    await k(['apply', '-f', '-'], POLICY(denyWritesRule('after-drop')));
     await eventually('ConfigMap updated after the drop', async () => (await configMapPolicy())?.includes('after-drop') === true);
     assert.ok((await metricSum('custos_informer_restarts_total')) > restartsBefore, 'the informers restarted their watches');
   });
@@ -186,12 +159,7 @@ describe('operator end to end: chart + API double + custos operator, driven with
       store.put('', 'configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'written-while-down', namespace: 'plain', uid: crypto.randomUUID() }, data: {} }, 'ADDED');
       store.compact();
     });
-    await k(['apply', '-f', '-'], POLICY(`    - name: after-restart
-      match:
-        sql:
-          statements: [write]
-      action: deny
-`));
+    await k(['apply', '-f', '-'], POLICY(denyWritesRule('after-restart')));
     await eventually('ConfigMap updated after the restart', async () => (await configMapPolicy())?.includes('after-restart') === true);
     assert.ok((await metricSum('custos_informer_relists_total', 'reason="expired"')) > expiredBefore, 'the informers relisted after 410 Gone');
     await k(['apply', '-f', '-'], POD('billing-2'));
@@ -208,12 +176,7 @@ describe('operator end to end: chart + API double + custos operator, driven with
       const now = await cluster.leader();
       return now !== undefined && now !== leader;
     });
-    await k(['apply', '-f', '-'], POLICY(`    - name: after-failover
-      match:
-        sql:
-          statements: [write]
-      action: deny
-`));
+    await k(['apply', '-f', '-'], POLICY(denyWritesRule('after-failover')));
     await eventually('ConfigMap updated by the new leader', async () => (await configMapPolicy())?.includes('after-failover') === true);
   });
 
