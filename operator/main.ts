@@ -25,7 +25,7 @@ import { createWatchedResources } from './watched-resources.ts';
 export interface RunningOperator {
   readonly webhook: WebhookServer;
   readonly ops: OpsServer;
-  /** Releases the Lease, stops serving admission (in-flight reviews finish), stops watching. */
+  /** Fails readiness, drains admission, stops reconciling, releases the Lease, stops watching. */
   stop(): Promise<void>;
 }
 
@@ -35,6 +35,12 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const stopping = new AbortController();
+  // Undone in reverse order, on stop() and when start-up fails half-way: a replica that cannot
+  // serve must not keep renewing the Lease (it would block the CA and caBundle for everyone).
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanUp = async (): Promise<void> => {
+    for (const undo of cleanups.reverse()) await undo().catch((e: unknown) => { logger.error({ err: String(e) }, 'shutdown step failed'); });
+  };
 
   // Liveness from the start; readiness once the caches are synced and the webhook serves.
   let serving = false;
@@ -45,104 +51,110 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
     registry,
     checks: [
       { name: 'informers', check: () => (resources.synced() ? null : 'caches not synced') },
-      { name: 'webhook', check: () => (serving ? null : 'webhook not serving yet') },
+      { name: 'webhook', check: () => (serving ? null : 'webhook not serving') },
     ],
   });
+  cleanups.push(() => ops.close());
+  try {
 
-  const announcer = config.redisUrl === undefined ? undefined : new PolicyAnnouncer({ redisUrl: config.redisUrl, logger, registry });
-  const announceWritten = (run: ReconcileRun): void => {
-    if (announcer === undefined) return;
-    for (const outcome of run.outcomes) {
-      const { action } = outcome;
-      if (action.kind !== 'apply-configmap' || outcome.result !== 'applied') continue;
-      const policyYaml = action.configMap.data[POLICY_CONFIGMAP_KEYS.policy];
-      if (policyYaml === undefined) continue;
-      void announcer.announce({ namespace: action.policy.namespace, name: action.policy.name, generation: action.policy.generation ?? 0, policyYaml });
-    }
-  };
-  const reconciler = new Reconciler({
-    observe: () => resources.observe(),
-    settings: config.injection,
-    executor: new KubeActionExecutor({ kubeConfig, logger }),
-    logger,
-    onRun: announceWritten,
-  });
-  resources.onChange(() => { reconciler.trigger(); });
-  await resources.start();
-  logger.info('informer caches synced');
-
-  // Known once the certificates have loaded, which in-process mode does only after an election.
-  const caBundleReady = Promise.withResolvers<CaBundleSource | undefined>();
-  const elector = new LeaderElector({
-    kubeConfig,
-    namespace: config.namespace,
-    leaseName: config.leaseName,
-    identity: config.identity,
-    logger,
-    registry,
-    leaseDurationSeconds: config.lease.durationSeconds,
-    renewDeadlineSeconds: config.lease.renewDeadlineSeconds,
-    retryPeriodSeconds: config.lease.retryPeriodSeconds,
-    onStartedLeading: async (signal) => {
-      reconciler.setEnabled(true);
-      reconciler.trigger();
-      signal.addEventListener('abort', () => { reconciler.setEnabled(false); }, { once: true });
-      const bundle = await caBundleReady.promise;
-      if (bundle !== undefined && !signal.aborted) {
-        await runCaBundlePatcher({ kubeConfig, configurationName: config.webhook.configurationName, bundle, signal, logger });
+    const announcer = config.redisUrl === undefined ? undefined : new PolicyAnnouncer({ redisUrl: config.redisUrl, logger, registry });
+    if (announcer !== undefined) cleanups.push(() => announcer.close());
+    const announceWritten = (run: ReconcileRun): void => {
+      if (announcer === undefined) return;
+      for (const outcome of run.outcomes) {
+        const { action } = outcome;
+        if (action.kind !== 'apply-configmap' || outcome.result !== 'applied') continue;
+        const policyYaml = action.configMap.data[POLICY_CONFIGMAP_KEYS.policy];
+        if (policyYaml === undefined) continue;
+        void announcer.announce({ namespace: action.policy.namespace, name: action.policy.name, generation: action.policy.generation ?? 0, policyYaml });
       }
-    },
-    onStoppedLeading: () => { reconciler.setEnabled(false); },
-  });
-  elector.start();
+    };
+    const reconciler = new Reconciler({
+      observe: () => resources.observe(),
+      settings: config.injection,
+      executor: new KubeActionExecutor({ kubeConfig, logger }),
+      logger,
+      onRun: announceWritten,
+    });
+    resources.onChange(() => { reconciler.trigger(); });
+    cleanups.push(() => resources.stop());
+    await resources.start();
+    logger.info('informer caches synced');
 
-  const certificates = await startWebhookCertificates({
-    mode: config.webhook.certMode,
-    kubeConfig,
-    namespace: config.namespace,
-    serviceName: config.webhook.serviceName,
-    caSecretName: config.webhook.caSecretName,
-    ...(config.webhook.certDir === undefined ? {} : { certDir: config.webhook.certDir }),
-    extraNames: config.webhook.extraNames,
-    leadership: { isLeader: () => elector.isLeader },
-    signal: stopping.signal,
-    logger,
-    registry,
-  });
-  caBundleReady.resolve(certificates.caBundle);
+    // Known once the certificates have loaded, which in-process mode does only after an election.
+    const caBundleReady = Promise.withResolvers<CaBundleSource | undefined>();
+    const elector = new LeaderElector({
+      kubeConfig,
+      namespace: config.namespace,
+      leaseName: config.leaseName,
+      identity: config.identity,
+      logger,
+      registry,
+      leaseDurationSeconds: config.lease.durationSeconds,
+      renewDeadlineSeconds: config.lease.renewDeadlineSeconds,
+      retryPeriodSeconds: config.lease.retryPeriodSeconds,
+      onStartedLeading: async (signal) => {
+        reconciler.setEnabled(true);
+        reconciler.trigger();
+        signal.addEventListener('abort', () => { reconciler.setEnabled(false); }, { once: true });
+        const bundle = await caBundleReady.promise;
+        if (bundle !== undefined && !signal.aborted) {
+          await runCaBundlePatcher({ kubeConfig, configurationName: config.webhook.configurationName, bundle, signal, logger });
+        }
+      },
+      onStoppedLeading: () => { reconciler.setEnabled(false); },
+    });
+    elector.start();
+    cleanups.push(() => elector.stop());
+    // Runs before the Lease is released: no status or ConfigMap write after a successor may lead.
+    cleanups.push(() => reconciler.close());
+    cleanups.push(() => { stopping.abort(); return Promise.resolve(); });
 
-  const { policies, namespaces } = resources;
-  const context = createCachedAdmissionContext({
-    synced: resources.synced,
-    namespace: (name) => {
-      const ns = namespaces.get('', name);
-      return ns === undefined ? undefined : { name, labels: ns.metadata?.labels ?? {} };
-    },
-    policies: (namespace) => policies.list().filter((p) => p.metadata.namespace === namespace),
-  }, createApiAdmissionContext(kubeConfig));
-  const webhook = await startWebhookServer({
-    host: config.webhook.host,
-    port: config.webhook.port,
-    certificates: certificates.source,
-    context,
-    settings: config.injection,
-    registry,
-    logger,
-  });
-  serving = true;
-  logger.info({ webhook: webhook.port, metrics: ops.port }, 'custos operator ready');
+    const certificates = await startWebhookCertificates({
+      mode: config.webhook.certMode,
+      kubeConfig,
+      namespace: config.namespace,
+      serviceName: config.webhook.serviceName,
+      caSecretName: config.webhook.caSecretName,
+      ...(config.webhook.certDir === undefined ? {} : { certDir: config.webhook.certDir }),
+      extraNames: config.webhook.extraNames,
+      leadership: { isLeader: () => elector.isLeader },
+      signal: stopping.signal,
+      logger,
+      registry,
+    });
+    caBundleReady.resolve(certificates.caBundle);
 
-  return {
-    webhook,
-    ops,
-    async stop() {
-      await elector.stop();
-      await reconciler.close();
+    const { policies, namespaces } = resources;
+    const context = createCachedAdmissionContext({
+      synced: resources.synced,
+      namespace: (name) => {
+        const ns = namespaces.get('', name);
+        return ns === undefined ? undefined : { name, labels: ns.metadata?.labels ?? {} };
+      },
+      policies: (namespace) => policies.list().filter((p) => p.metadata.namespace === namespace),
+    }, createApiAdmissionContext(kubeConfig));
+    const webhook = await startWebhookServer({
+      host: config.webhook.host,
+      port: config.webhook.port,
+      certificates: certificates.source,
+      context,
+      settings: config.injection,
+      registry,
+      logger,
+    });
+    cleanups.push(async () => {
+      // Fail readiness first and keep serving while the endpoint is withdrawn, so the API server
+      // does not send a review to a closed port (with failurePolicy Fail, that refuses the pod).
+      serving = false;
+      await new Promise((resolve) => setTimeout(resolve, config.shutdownDelaySeconds * 1000));
       await webhook.close();
-      stopping.abort();
-      await resources.stop();
-      await announcer?.close();
-      await ops.close();
-    },
-  };
+    });
+    serving = true;
+    logger.info({ webhook: webhook.port, metrics: ops.port }, 'custos operator ready');
+    return { webhook, ops, stop: cleanUp };
+  } catch (e: unknown) {
+    await cleanUp();
+    throw e;
+  }
 }

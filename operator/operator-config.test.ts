@@ -38,6 +38,7 @@ describe('readOperatorConfig', () => {
     [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'self-signed' }, /CUSTOS_WEBHOOK_CERT_MODE: "self-signed" is not one of in-process, cert-manager/],
     [{ ...BASE, CUSTOS_WEBHOOK_CERT_MODE: 'cert-manager' }, /CUSTOS_WEBHOOK_CERT_DIR: required when CUSTOS_WEBHOOK_CERT_MODE is cert-manager/],
     [{ ...BASE, CUSTOS_REDIS_URL: 'redis://:s3cret@redis:6379/0' }, /CUSTOS_REDIS_URL: carries a password, which would be copied into every policy ConfigMap/],
+    [{ ...BASE, CUSTOS_REDIS_URL: 'redis://redis:6379/0?password=s3cret' }, /CUSTOS_REDIS_URL: carries a password/],
     [{ ...BASE, CUSTOS_REDIS_URL: 'http://redis' }, /CUSTOS_REDIS_URL: must start with redis:\/\//],
     [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '0' }, /CUSTOS_LEASE_DURATION_SECONDS: "0" is not a whole number of seconds/],
     [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '10' }, /CUSTOS_LEASE_RENEW_DEADLINE_SECONDS: 10 must be less than the lease duration \(10\)/],

@@ -30,6 +30,8 @@ export interface OperatorConfig {
     readonly extraNames: readonly string[];
   };
   readonly metrics: { readonly host: string; readonly port: number };
+  /** On SIGTERM: seconds between failing readiness and closing the webhook (endpoint withdrawal). */
+  readonly shutdownDelaySeconds: number;
   readonly redisUrl?: string;
   /** A kubeconfig file; absent in a pod, where the in-cluster service account is used. */
   readonly kubeconfig?: string;
@@ -90,7 +92,8 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
   // The URL is rendered into every policy ConfigMap (the sidecar's config), and ConfigMaps are not
   // secret: a password in it would be readable by anyone who can read ConfigMaps in any enforced
   // namespace. Refuse it rather than spread it.
-  if (redisUrl !== undefined && URL.canParse(redisUrl) && new URL(redisUrl).password !== '') {
+  // ioredis also takes the password from the query string (`?password=`).
+  if (redisUrl !== undefined && URL.canParse(redisUrl) && (new URL(redisUrl).password !== '' || new URL(redisUrl).searchParams.has('password'))) {
     fail('CUSTOS_REDIS_URL', 'carries a password, which would be copied into every policy ConfigMap; use a Redis reachable without one only from the cluster network (a NetworkPolicy), until Secret-based Redis credentials land');
   }
   const injection: InjectionSettings = {
@@ -128,6 +131,7 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
       extraNames: (env.CUSTOS_WEBHOOK_EXTRA_NAMES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     },
     metrics: { host: text(env, 'CUSTOS_METRICS_HOST', '0.0.0.0'), port: port(env, 'CUSTOS_METRICS_PORT', 9090) },
+    shutdownDelaySeconds: env.CUSTOS_SHUTDOWN_DELAY_SECONDS === '0' ? 0 : seconds(env, 'CUSTOS_SHUTDOWN_DELAY_SECONDS', 5),
     ...(redisUrl === undefined ? {} : { redisUrl }),
     ...(kubeconfig === undefined ? {} : { kubeconfig }),
     injection: validateInjectionSettings(injection),

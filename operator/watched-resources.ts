@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client';
 import type { AccessPolicy } from '../crds/generated/access-policy.ts';
 import { ResilientInformer } from './kube/informer.ts';
 import { ACCESS_POLICY_API } from './reconcile/executor.ts';
-import type { ObservedState } from './reconcile/observed.ts';
+import type { ObservedPod, ObservedState } from './reconcile/observed.ts';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from './reconcile/policy-configmap.ts';
 
 export interface WatchedResources {
@@ -24,6 +24,12 @@ export interface WatchedResources {
   /** Calls `listener` on every add, update and delete of any of them. */
   onChange(listener: () => void): void;
   stop(): Promise<void>;
+}
+
+/** Whether an update changes what the planner reads of a pod: labels, annotations, phase, deletion, hostNetwork. */
+export function podSelectionChanged(pod: ObservedPod, previous: ObservedPod): boolean {
+  const view = (p: ObservedPod): string => JSON.stringify([p.metadata?.labels ?? {}, p.metadata?.annotations ?? {}, p.status?.phase, p.metadata?.deletionTimestamp !== undefined, p.spec?.hostNetwork === true]);
+  return view(pod) !== view(previous);
 }
 
 export function createWatchedResources(options: { kubeConfig: KubeConfig; logger: Logger; registry: Registry; watchdogSeconds?: number; relistSeconds?: number }): WatchedResources {
@@ -62,13 +68,16 @@ export function createWatchedResources(options: { kubeConfig: KubeConfig; logger
     synced: () => all.every((informer) => informer.hasSynced),
     observe: () => ({ policies: policies.list(), namespaces: namespaces.list(), pods: pods.list(), configMaps: configMaps.list() }),
     onChange(listener) {
-      for (const informer of all) {
-        // The informers' handler types differ per resource; the listener ignores the object.
-        const handler = (): void => { listener(); };
+      const handler = (): void => { listener(); };
+      for (const informer of [policies, namespaces, configMaps] as const) {
         informer.on('add', handler);
         informer.on('update', handler);
         informer.on('delete', handler);
       }
+      // Pods change status all the time; the planner reads only what selection and counting use.
+      pods.on('add', handler);
+      pods.on('delete', handler);
+      pods.on('update', (pod, previous) => { if (podSelectionChanged(pod, previous)) listener(); });
     },
     async stop() {
       await Promise.all(all.map((informer) => informer.stop()));

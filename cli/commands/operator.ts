@@ -13,7 +13,15 @@ export async function runOperator(args: string[]): Promise<number> {
   }
   const config = readOperatorConfig(process.env, { hostname: hostname() });
   const logger = createLogger(config.logLevel);
-  const operator = await startOperator(config, logger);
+  let operator;
+  try {
+    operator = await startOperator(config, logger);
+  } catch (e: unknown) {
+    // startOperator has already undone what it started; exit rather than linger half-started
+    // (a restart by the kubelet is the recovery).
+    logger.fatal({ err: e instanceof Error ? e.message : String(e) }, 'custos operator failed to start');
+    process.exit(1);
+  }
   await runUntilSignal(logger, () => operator.stop());
   return 0;
 }

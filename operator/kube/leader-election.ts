@@ -233,6 +233,9 @@ export class LeaderElector {
       }
     }
     clearTimeout(deadline);
+    // stop() may have landed while the winning attempt was in flight, before this leadership
+    // existed for it to abort: abort it here, or leader-only work would outlive the Lease.
+    if (this.#isStopped()) this.#stepDown('stopping');
     await this.#steppingDown;
     if (this.#isStopped()) await this.#release();
   }

@@ -127,6 +127,8 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       CUSTOS_WEBHOOK_PORT: String(webhookPort),
       CUSTOS_METRICS_HOST: '127.0.0.1',
       CUSTOS_METRICS_PORT: String(metricsPort),
+      // Tests stop operators often; a real rollout keeps the 5 s default for endpoint withdrawal.
+      CUSTOS_SHUTDOWN_DELAY_SECONDS: '1',
       ...options.operatorEnv,
     };
     const child = spawnManaged(process.execPath, [CLI, 'operator'], { env, cwd: REPO_ROOT });
