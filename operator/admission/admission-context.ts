@@ -20,7 +20,17 @@ export interface AdmissionContext {
   namespace(name: string): Promise<NamespaceInfo | undefined>;
   /** The AccessPolicies of `namespace`; throws when they cannot be read. */
   policies(namespace: string): Promise<readonly AccessPolicy[]>;
+  /**
+   * A context that reads the API server directly, when this one may be stale (informer caches):
+   * a skip because the namespace is not opted in or no policy selects the pod is confirmed with it,
+   * since a cache that lags a `kubectl label` or a new policy would otherwise admit the pod
+   * uninjected for its whole life. Injections and rejections need no confirmation.
+   */
+  readonly authoritative?: AdmissionContext;
 }
+
+/** Skips that a stale cache could produce wrongly (see AdmissionContext.authoritative). */
+const SKIPS_TO_CONFIRM: ReadonlySet<string> = new Set(['namespace-not-enabled', 'no-policy-selects-pod']);
 
 /** ERR_ADMISSION_CONTEXT: the namespace or its policies could not be read; the pod is not admitted. */
 export const ERR_ADMISSION_CONTEXT = 'ERR_ADMISSION_CONTEXT';
@@ -40,11 +50,15 @@ export async function decidePodAdmission(request: PodAdmissionRequest, context: 
   ]);
   // The API server only sends pods of existing namespaces; an unknown one means a stale cache.
   if (namespace === undefined) throw new CustosError(ERR_ADMISSION_CONTEXT, `namespace ${request.namespace} is not known yet`);
-  return buildInjectionPatch({
+  const result = buildInjectionPatch({
     pod: request.pod,
     namespace: { name: namespace.name, ...(namespace.labels === undefined ? {} : { labels: namespace.labels }) },
     policies,
     settings,
     requestUser: request.userInfo,
   });
+  if (result.kind === 'skip' && SKIPS_TO_CONFIRM.has(result.reason) && context.authoritative !== undefined) {
+    return decidePodAdmission(request, context.authoritative, settings);
+  }
+  return result;
 }

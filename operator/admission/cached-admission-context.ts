@@ -1,8 +1,8 @@
-// The webhook's AdmissionContext in the running operator: answers from the informer caches, and
-// asks the API server only when the cache may be behind in a way that would matter — a namespace it
-// has not seen yet (created a moment ago), or an opted-in namespace where it holds no policy (a
-// policy applied a moment before the pod). Never the other way round: a cache miss must not turn
-// into "inject nothing" for a pod the policy selects.
+// The webhook's AdmissionContext in the running operator: answers from the informer caches, asks
+// the API server for a namespace the cache has not seen yet (created a moment ago), and names the
+// API context as authoritative, so that a skip the cache could have caused (namespace not opted
+// in, no policy selects the pod) is confirmed against the API server before the pod is admitted
+// uninjected. Never the other way round: a stale cache must not turn into "inject nothing".
 import type { AccessPolicy } from '../../crds/generated/access-policy.ts';
 import type { AdmissionContext, NamespaceInfo } from './admission-context.ts';
 
@@ -21,8 +21,8 @@ export function createCachedAdmissionContext(caches: AdmissionCaches, api: Admis
     },
     async policies(namespace) {
       if (!caches.synced()) return api.policies(namespace);
-      const cached = caches.policies(namespace);
-      return cached.length > 0 ? cached : api.policies(namespace);
+      return caches.policies(namespace);
     },
+    authoritative: api,
   };
 }
