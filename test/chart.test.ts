@@ -75,10 +75,10 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
       { key: 'custos.io/injection', operator: 'In', values: ['enabled'] },
       { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'kube-public', 'kube-node-lease', NAMESPACE] },
     ] });
-    assert.deepEqual(hook['objectSelector'], { matchExpressions: [
-      { key: 'custos.io/inject', operator: 'NotIn', values: ['false'] },
-      { key: 'app.kubernetes.io/part-of', operator: 'NotIn', values: ['custos'] },
-    ] });
+    // Opted-out and host-network pods still reach the webhook: it refuses them if they read a
+    // policy's credentials Secret (ADR 0006). Only kubelet-created pods are filtered in the API server.
+    assert.equal(hook['objectSelector'], undefined);
+    assert.deepEqual(hook['matchConditions'], [{ name: 'skip-node-created-pods', expression: "!request.userInfo.username.startsWith('system:node:')" }]);
     const withCa = only((await render('webhook.caBundle=-----BEGIN CERTIFICATE-----')).docs, 'MutatingWebhookConfiguration') as typeof config;
     assert.equal((withCa.webhooks[0]?.['clientConfig'] as { caBundle: string }).caBundle, Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64'));
     const certManager = only((await render('certManager.enabled=true')).docs, 'MutatingWebhookConfiguration') as typeof config;

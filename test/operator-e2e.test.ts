@@ -109,6 +109,20 @@ describe('operator end to end: chart + API double + custos operator, driven with
     assert.equal((await cluster.kubectl.run(['get', 'pod', 'sneaky', '-n', NS])).code, 1);
   });
 
+  it('refuses an opted-out pod that reads the credentials Secret, and admits one that does not', async () => {
+    const optedOut = (name: string, extra = ''): string => POD(name, extra).replace('    app: billing\n', "    app: billing\n    custos.io/inject: 'false'\n");
+    const r = await cluster.kubectl.run(['apply', '-f', '-'], { input: optedOut('reads-secret', `      env:
+        - name: PGPASSWORD
+          valueFrom:
+            secretKeyRef: { name: billing-db, key: password }
+`) });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /denied the request: .*reads Secret billing-db, the upstream credentials of AccessPolicy billing/);
+    await k(['apply', '-f', '-'], optedOut('opted-out'));
+    const pod = JSON.parse(await k(['get', 'pod', 'opted-out', '-n', NS, '-o', 'json'])) as PodView;
+    assert.equal(pod.spec.initContainers, undefined);
+  });
+
   it('leaves pods of namespaces without the label alone', async () => {
     await k(['create', 'namespace', 'plain']);
     await k(['apply', '-f', '-'], POD('billing-1').replace(`namespace: ${NS}`, 'namespace: plain'));

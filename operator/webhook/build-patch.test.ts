@@ -324,6 +324,27 @@ describe('buildInjectionPatch', () => {
     }
   });
 
+  it('refuses uninjected pods of an opted-in namespace that read a credentials Secret (a label is no way around the sidecar)', () => {
+    const readsSecret = (p: PodLike): void => { const c = p.spec?.containers?.[0]; if (c) c.env = [{ name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'billing-db', key: 'password' } } }]; };
+    const table: Array<[string, (pod: PodLike) => void, string]> = [
+      ['opted out', (p) => { p.metadata = { ...p.metadata, labels: { app: 'billing', 'custos.io/inject': 'false' } }; }, 'pod-opted-out'],
+      ['labelled as part of Custos', (p) => { p.metadata = { ...p.metadata, labels: { app: 'billing', 'app.kubernetes.io/part-of': 'custos' } }; }, 'custos-component'],
+      ['on the host network', (p) => { p.spec = { ...p.spec, hostNetwork: true }; }, 'host-network'],
+      ['selected by no policy', (p) => { p.metadata = { ...p.metadata, labels: { app: 'other' } }; }, 'no-policy-selects-pod'],
+    ];
+    for (const [label, uninjected, skipReason] of table) {
+      const input = loadCase('basic');
+      const pod = structuredClone(input.pod);
+      uninjected(pod);
+      assert.equal(buildInjectionPatch({ ...input, pod }).reason, skipReason, `${label}, without the Secret: skipped`);
+      readsSecret(pod);
+      const result = buildInjectionPatch({ ...input, pod });
+      assert.equal(result.kind, 'reject', label);
+      assert.equal(result.reason, 'uses-credentials-secret', label);
+      assert.match(result.message, /reads Secret billing-db, the upstream credentials of AccessPolicy billing/, label);
+    }
+  });
+
   it('lists every violation in one message, the reason of the highest precedence first', () => {
     const input = loadCase('basic');
     const pod = structuredClone(input.pod);

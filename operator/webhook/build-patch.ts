@@ -118,10 +118,18 @@ export function buildInjectionPatch(input: InjectionInput): InjectionResult {
   if (namespace.labels?.[LABEL_NAMESPACE_INJECTION] !== 'enabled') {
     return skip('namespace-not-enabled', `namespace ${namespace.name} is not labelled ${LABEL_NAMESPACE_INJECTION}=enabled`);
   }
-  if (labels[LABEL_POD_INJECT] === 'false') return skip('pod-opted-out', `pod ${podName} is labelled ${LABEL_POD_INJECT}=false`);
-  if (labels[LABEL_PART_OF] === 'custos') return skip('custos-component', `pod ${podName} is part of Custos (${LABEL_PART_OF}=custos)`);
+  // In an opted-in namespace, a pod that goes uninjected (opted out, labelled as Custos, on the
+  // host network, selected by no policy) must not read the upstream credentials either: they are
+  // the sidecar's alone, and a label must not be a way around that.
+  const credentialReaders = (): InjectionResult | undefined => {
+    const readers = findViolations(pod, input.policies, namespace.name, settings, false).filter((v) => v.reason === 'uses-credentials-secret');
+    if (readers.length === 0) return undefined;
+    return { kind: 'reject', reason: 'uses-credentials-secret', message: `Custos refuses pod ${podName}: ${readers.map((v) => v.message).join('; ')}` };
+  };
+  if (labels[LABEL_POD_INJECT] === 'false') return credentialReaders() ?? skip('pod-opted-out', `pod ${podName} is labelled ${LABEL_POD_INJECT}=false`);
+  if (labels[LABEL_PART_OF] === 'custos') return credentialReaders() ?? skip('custos-component', `pod ${podName} is part of Custos (${LABEL_PART_OF}=custos)`);
   if (pod.spec?.hostNetwork === true) {
-    return skip('host-network', `pod ${podName} uses the host network: there is no pod network namespace to intercept`);
+    return credentialReaders() ?? skip('host-network', `pod ${podName} uses the host network: there is no pod network namespace to intercept`);
   }
   if (input.requestUser?.username.startsWith('system:node:') === true || Object.hasOwn(annotations, ANNOTATION_MIRROR)) {
     return skip('node-created', `pod ${podName} is created by a kubelet (static or mirror pod)`);
@@ -130,7 +138,7 @@ export function buildInjectionPatch(input: InjectionInput): InjectionResult {
   const selection = selectPolicies(input.policies, namespace.name, labels);
   const warnings = selection.invalid.map((s) => `AccessPolicy ${s}; the policy selects no pods until it is fixed`);
   const [policy, ...others] = selection.selected;
-  if (policy === undefined) return skip('no-policy-selects-pod', `no AccessPolicy in namespace ${namespace.name} selects pod ${podName}`, warnings);
+  if (policy === undefined) return credentialReaders() ?? skip('no-policy-selects-pod', `no AccessPolicy in namespace ${namespace.name} selects pod ${podName}`, warnings);
   if (others.length > 0) {
     const names = selection.selected.map((p) => p.metadata.name).join(', ');
     return {
