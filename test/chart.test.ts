@@ -92,7 +92,8 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     for (const rule of clusterRole.rules) {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
       assert.ok(!rule.resources.includes('secrets'), JSON.stringify(rule));
-      assert.ok(!rule.verbs.some((v) => ['delete', 'deletecollection', 'escalate', 'bind', 'impersonate'].includes(v)), JSON.stringify(rule));
+      assert.ok(!rule.verbs.some((v) => ['deletecollection', 'escalate', 'bind', 'impersonate'].includes(v)), JSON.stringify(rule));
+      if (rule.verbs.includes('delete')) assert.deepEqual(rule.resources, ['configmaps'], 'delete only on policy ConfigMaps');
     }
     const webhookWrites = clusterRole.rules.filter((r) => r.resources.includes('mutatingwebhookconfigurations') && r.verbs.includes('patch'));
     assert.deepEqual(webhookWrites.map((r) => r.resourceNames), [['custos-sidecar-injector']]);
@@ -102,6 +103,32 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     assert.equal(role.metadata.namespace, NAMESPACE);
     const leaseUpdates = role.rules.filter((r) => r.resources.includes('leases') && r.verbs.includes('update'));
     assert.deepEqual(leaseUpdates.map((r) => r.resourceNames), [['custos-operator-leader']]);
+  });
+
+  it('grants every API call the operator makes (the API double does not authorize, so this is the check)', async () => {
+    const { docs } = await render();
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+    const clusterRules = (only(docs, 'ClusterRole') as { rules: Rule[] }).rules;
+    const namespacedRules = (only(docs, 'Role') as { rules: Rule[] }).rules;
+    const allows = (rules: readonly Rule[], group: string, resource: string, verb: string, name?: string): boolean =>
+      rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb) && (r.resourceNames === undefined || (name !== undefined && r.resourceNames.includes(name))));
+    // Kept in step with operator/: informers (list+watch), reconcile executor, leader election,
+    // CA store, caBundle patcher, admission context.
+    const cluster: Array<[string, string, string, string?]> = [
+      ['custos.io', 'accesspolicies', 'list'], ['custos.io', 'accesspolicies', 'watch'], ['custos.io', 'accesspolicies/status', 'patch'],
+      ['', 'namespaces', 'get'], ['', 'namespaces', 'list'], ['', 'namespaces', 'watch'],
+      ['', 'pods', 'list'], ['', 'pods', 'watch'],
+      ['', 'configmaps', 'get'], ['', 'configmaps', 'list'], ['', 'configmaps', 'watch'], ['', 'configmaps', 'create'], ['', 'configmaps', 'update'], ['', 'configmaps', 'delete'],
+      ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'watch'], ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'list'],
+      ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'get', 'custos-sidecar-injector'],
+      ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'patch', 'custos-sidecar-injector'],
+    ];
+    for (const [group, resource, verb, name] of cluster) assert.ok(allows(clusterRules, group, resource, verb, name), `ClusterRole: ${verb} ${group}/${resource}`);
+    const inRelease: Array<[string, string, string, string?]> = [
+      ['coordination.k8s.io', 'leases', 'create'], ['coordination.k8s.io', 'leases', 'get', 'custos-operator-leader'], ['coordination.k8s.io', 'leases', 'update', 'custos-operator-leader'],
+      ['', 'secrets', 'create'], ['', 'secrets', 'get', 'custos-webhook-ca'], ['', 'secrets', 'update', 'custos-webhook-ca'],
+    ];
+    for (const [group, resource, verb, name] of inRelease) assert.ok(allows(namespacedRules, group, resource, verb, name), `Role: ${verb} ${group}/${resource}`);
   });
 
   it('renders CRDs only with crds.enabled, kept on uninstall with crds.keep', async () => {

@@ -25,6 +25,7 @@ import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../operator/reconcile/policy
 import { Reconciler, type ReconcileRun } from '../operator/reconcile/reconciler.ts';
 import { loadSidecarConfig } from '../sidecar/config.ts';
 import { loadPolicyFile } from '../sidecar/policy-store.ts';
+import { waitFor } from './harness/processes.ts';
 import { kubectlFor, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 
@@ -239,8 +240,17 @@ describe('operator reconciler against the API double and kubectl', () => {
     assert.match(after, /\nledger\s+True\s+1\s/);
   });
 
-  it('deletes the ConfigMap when its policy is deleted', async () => {
+  it('deletes the ConfigMap when its policy is deleted: the garbage collector through the owner reference, the reconciler when orphaned', async () => {
+    // Background cascading (what kubectl delete does): the garbage collector takes the ConfigMap.
     await k.ok(['delete', 'accesspolicy', 'ledger', '-n', 'payments']);
+    await waitFor('the garbage collector to delete the ConfigMap', async () => (await k.run(['get', 'configmap', 'custos-policy-ledger', '-n', 'payments'])).code === 1);
+    const quiet = await reconciler.runOnce();
+    assert.ok(!summary(quiet).some((line) => /: (failed|conflict)/.test(line)), summary(quiet).join('\n'));
+    // --cascade=orphan leaves a managed ConfigMap without an owner: the reconciler deletes it.
+    await k.ok(['apply', '-f', '-'], { input: policyYaml('ledger') });
+    await reconciler.runOnce();
+    await k.ok(['delete', 'accesspolicy', 'ledger', '-n', 'payments', '--cascade=orphan']);
+    assert.equal((await k.run(['get', 'configmap', 'custos-policy-ledger', '-n', 'payments'])).code, 0, 'orphaned, not collected');
     const run = await reconciler.runOnce();
     assert.deepEqual(summary(run), ['delete-configmap payments/custos-policy-ledger: applied (deleted)']);
     const gone = await k.run(['get', 'configmap', 'custos-policy-ledger', '-n', 'payments']);

@@ -5,6 +5,7 @@
 // finalizers, dry run, and the review kinds that are answered rather than stored.
 import { randomUUID } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { orphanDependents } from './garbage-collector.ts';
 import type { AdmissionChain, Operation } from './admission.ts';
 import { admitServiceAccount, namespaceDefaults, prepareForCreate, randomSuffix } from './controllers.ts';
 import { crdStatus, typesFromCrd, validateCrd } from './crd-registry.ts';
@@ -356,6 +357,7 @@ export class ResourceHandlers {
       return { code: 200, body: this.#view(type, stored) };
     }
     const removed = this.#remove(type, existing);
+    if (options.propagationPolicy === 'Orphan' && typeof existing.metadata.uid === 'string') orphanDependents(this.#d.store, existing.metadata.uid);
     if (isNamespace || (type.group === '' && type.resource === 'pods')) {
       if (isNamespace) {
         removed.metadata.deletionTimestamp = nowTimestamp(this.#d.clock);

@@ -22,6 +22,7 @@ import { ResourceRegistry, type ResourceType } from './resources.ts';
 import { ObjectStore } from './store.ts';
 import { decodeProtobuf, PROTOBUF } from './protobuf.ts';
 import { toTable } from './table.ts';
+import { startGarbageCollector } from './garbage-collector.ts';
 import { createTokenIssuer, JWKS_PATH, OIDC_PATH, type TokenIssuer } from './tokens.ts';
 import { apiVersionOf, nowTimestamp, type KubeObject, type UserInfo } from './types.ts';
 import { serveWatch, type OpenWatch } from './watch-hub.ts';
@@ -158,6 +159,7 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
   for (const crd of store.list('apiextensions.k8s.io', 'customresourcedefinitions')) registry.setCustom(crd.metadata.name ?? '', typesFromCrd(crd));
   const admission = new AdmissionChain(store, options.serviceUrl === undefined ? {} : { serviceUrl: options.serviceUrl });
   const authenticate = createAuthenticator(tokens, issuer, store);
+  const stopGarbageCollector = startGarbageCollector(store);
   const handlers = new ResourceHandlers({ store, registry, admission, issuer, caCert: certificates.caCert, tokens, clock: Date.now });
   const requests: RecordedRequest[] = [];
   const watches = new Set<OpenWatch>();
@@ -356,6 +358,7 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
       for (const w of [...watches]) w.close();
     },
     async stop(): Promise<void> {
+      stopGarbageCollector();
       for (const w of [...watches]) w.close();
       await new Promise<void>((resolve) => {
         server.close(() => { resolve(); });

@@ -2,7 +2,7 @@
 // counter shared by every write (as etcd's revision is), and a bounded history of changes that
 // watches replay from. A resourceVersion older than the history answers 410 Expired, as a
 // compacted etcd does. The store outlives a server, so a restarted server keeps its data.
-import { deepClone, type KubeObject } from './types.ts';
+import { deepClone, type JsonObject, type KubeObject } from './types.ts';
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -52,6 +52,22 @@ export class ObjectStore {
   get(group: string, resource: string, namespace: string, name: string): KubeObject | undefined {
     const found = this.#objects.get(keyOf(group, resource, namespace, name));
     return found === undefined ? undefined : deepClone(found);
+  }
+
+  /** Every stored object with its group and resource (for controllers that look across kinds). */
+  entries(): Array<{ readonly group: string; readonly resource: string; readonly object: KubeObject }> {
+    return [...this.#objects.entries()].map(([key, object]) => {
+      const [group = '', resource = ''] = key.split('\u0000');
+      return { group, resource, object: deepClone(object) };
+    });
+  }
+
+  /** Replaces a stored object's metadata.ownerReferences (the garbage collector orphaning it). */
+  setOwnerReferences(group: string, resource: string, object: KubeObject, ownerReferences: readonly JsonObject[]): void {
+    const updated = deepClone(object);
+    if (ownerReferences.length === 0) delete updated.metadata.ownerReferences;
+    else updated.metadata.ownerReferences = deepClone([...ownerReferences]);
+    this.put(group, resource, updated, 'MODIFIED');
   }
 
   /** Objects of a resource, in one namespace or (undefined) all, sorted by namespace and name. */
