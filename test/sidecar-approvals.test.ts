@@ -15,7 +15,7 @@ import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
 import { CUSTOS_CLI, NODE, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
 import { createBillingSchema, runCommand } from './harness/fixtures.ts';
 import type { PolicyDocument } from './harness/sidecar-files.ts';
-import { sqlstateOf } from './harness/wire-client.ts';
+import { sqlstateOf, WireClient, type Message } from './harness/wire-client.ts';
 import { createConnection } from 'node:net';
 
 /** Index of `deny-unfiltered-writes` in examples/policy.yaml: it becomes the approval rule. */
@@ -148,6 +148,24 @@ describe('require-approval without Redis', () => {
     const mine = events.filter((e) => e.reason === reason);
     assert.ok(mine.some((e) => e.event_type === 'db.query.attempt' && e.operation === 'SET' && /caller reason set/.test(e.message ?? '')));
     assert.ok(!events.some((e) => e.command?.text.includes('INC-4711') === true), 'the reason is never a statement text');
+    assert.ok(!events.some((e) => e.reason === 'x'), 'a SET refused in a failed transaction changes no reason');
+  });
+
+  it('intercepts SET custos.reason in the extended protocol too (drivers that prepare everything)', async () => {
+    const name = uniqueName('reason-extended');
+    const client = await connectAs(stack, name);
+    const reason = `INC-99 ${name}`;
+    try {
+      const set = await client.query({ name: 'why', text: `SET custos.reason = '${reason}'` });
+      assert.equal(set.command, 'SET');
+      assert.equal((await client.query<Record<string, string>>('SHOW custos.reason')).rows[0]?.['custos.reason'], '');
+      // Executing the prepared statement again keeps working (the stand-in stays prepared upstream).
+      assert.equal((await client.query({ name: 'why', text: `SET custos.reason = '${reason}'` })).command, 'SET');
+    } finally {
+      await client.end();
+    }
+    const events = await waitForEvents(stack.spoolDir, (all) => all.some((e) => e.reason === reason && e.command?.text === 'SHOW custos.reason'));
+    assert.ok(events.some((e) => e.reason === reason && e.operation === 'SET' && /caller reason set/.test(e.message ?? '')));
   });
 });
 
@@ -360,6 +378,32 @@ describe('require-approval with Redis', () => {
     }
   });
 
+  it('holds a pipelined extended-protocol batch in order: the messages behind the held Execute wait, then run after it', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('pipeline');
+    const { client } = await WireClient.login(stack.port, await stack.token(), { application_name: name, database: stack.postgres.database });
+    try {
+      client.send(Buffer.concat([
+        fe.parse('', 'DELETE FROM invoices WHERE $1::int > 0'),
+        fe.bind({ params: [Buffer.from('1')] }),
+        fe.execute(),
+        fe.sync(),
+        fe.query('SELECT count(*) FROM invoices'),
+      ]));
+      const id = await requestedId(name);
+      assert.equal(await invoiceCount(stack), 5);
+      await review(id, 'alice', 'approve', 'pipelined batch');
+      const batch = await client.until((m) => m.type === 'ReadyForQuery', 15_000);
+      assert.deepEqual(batch.map((m) => m.type), ['ParseComplete', 'BindComplete', 'CommandComplete', 'ReadyForQuery']);
+      assert.deepEqual(tagOf(batch[2]), 'DELETE 5');
+      const query = await client.until((m) => m.type === 'ReadyForQuery');
+      const row = query.find((m) => m.type === 'DataRow');
+      assert.equal(row?.type === 'DataRow' ? row.values[0]?.toString() : undefined, '0', 'the query behind the held batch ran after it');
+    } finally {
+      client.end();
+    }
+  });
+
   it('a client cancel while held ends the wait with 57014; the session survives and nothing runs, even after a later approval', async () => {
     await createBillingSchema(stack);
     const name = uniqueName('cancel');
@@ -453,6 +497,10 @@ describe('require-approval with Redis', () => {
     }
   });
 });
+
+function tagOf(m: Message | undefined): string | undefined {
+  return m?.type === 'CommandComplete' ? m.tag : undefined;
+}
 
 /** Sends a CancelRequest with the key the client received, as libpq does (new connection, then close). */
 async function sendCancel(port: number, pid: number, secret: number): Promise<void> {

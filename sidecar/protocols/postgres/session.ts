@@ -116,6 +116,8 @@ interface PreparedStatement {
   readonly upstreamName: string;
   readonly sql: string;
   readonly analysis: SqlAnalysis;
+  /** A `SET custos.reason` statement: prepared upstream as a stand-in, its value kept here. */
+  readonly statedReason?: { readonly reason: string | undefined };
 }
 
 interface Execution extends TrackedExecution {
@@ -564,7 +566,10 @@ export class PostgresSession {
     if (message.type !== 'Query') return;
     const stated = reasonStatement(message.sql);
     if (stated !== undefined) {
-      await this.#setReason(stated.reason);
+      await this.#setReason(stated.reason, (refusal) => { this.#sendRefusal(refusal); }, () => {
+        this.#tracker.expect({ expect: 'query', injected: false });
+        this.#forward(fe.query(REASON_STATEMENT_STAND_IN));
+      });
       return;
     }
     const analysis = this.#env.policy().analyse(message.sql);
@@ -713,8 +718,10 @@ export class PostgresSession {
   }
 
   /** `SET custos.reason`: recorded and audited here; the server runs a stand-in without the value. */
-  async #setReason(reason: string | undefined): Promise<void> {
-    this.#statedReason = reason ?? null;
+  async #setReason(reason: string | undefined, refuse: (refusal: Refusal) => void, runStandIn: () => void): Promise<void> {
+    // In a failed transaction the server refuses the stand-in (25P02) as it would the real SET: the
+    // reason stays as it was. (With answers outstanding the status is not known yet: it is taken.)
+    if (this.#tracker.outstanding > 0 || this.#tracker.transactionStatus !== 'E') this.#statedReason = reason ?? null;
     try {
       await this.#env.audit.append(this.#draft({
         event_type: 'db.query.attempt',
@@ -723,11 +730,10 @@ export class PostgresSession {
         message: reason === undefined ? 'caller reason cleared (intercepted by Custos)' : 'caller reason set (intercepted by Custos, not sent to the server)',
       }));
     } catch {
-      this.#sendRefusal(spoolFullRefusal());
+      refuse(spoolFullRefusal());
       return;
     }
-    this.#tracker.expect({ expect: 'query', injected: false });
-    this.#forward(fe.query(REASON_STATEMENT_STAND_IN));
+    runStandIn();
   }
 
   /** The caller's stated reason: `SET custos.reason` when given, else application_name. */
@@ -822,16 +828,23 @@ export class PostgresSession {
       // The server refuses to redefine a named statement (42P05): keep ours, and let it refuse.
       statement = existing;
     } else {
+      const stated = reasonStatement(message.sql);
       statement = {
         upstreamName: message.name === '' ? '' : `custos_${this.#id}_${++this.#statementCounter}`,
         sql: message.sql,
         // Analysis is cached per prepared statement; the decision is taken at Execute, with the
         // policy in force then (hot reload) and the identity of the session.
         analysis: this.#env.policy().analyse(message.sql),
+        ...(stated !== undefined ? { statedReason: stated } : {}),
       };
       this.#statements.set(message.name, statement);
     }
     this.#tracker.expect({ expect: 'parse', injected: false });
+    if (statement.statedReason !== undefined) {
+      // The reason's value stays in the sidecar: the server prepares the stand-in.
+      this.#forward(fe.parse(statement.upstreamName, REASON_STATEMENT_STAND_IN, message.paramTypes));
+      return;
+    }
     this.#forward(message.name === '' ? frame.raw : fe.parse(statement.upstreamName, message.sql, message.paramTypes));
   }
 
@@ -889,6 +902,13 @@ export class PostgresSession {
     if (prepared === undefined) {
       // A portal Custos did not see bound (e.g. a SQL-level cursor): refuse rather than guess.
       this.#substituteExecute({ sqlstate: '42501', message: `permission denied: portal "${printable(message.portal)}" was not bound through Custos` });
+      return;
+    }
+    if (prepared.statedReason !== undefined) {
+      await this.#setReason(prepared.statedReason.reason, (refusal) => { this.#substituteExecute(refusal); }, () => {
+        this.#tracker.expect({ expect: 'execute', injected: false });
+        this.#forward(frame.raw);
+      });
       return;
     }
     const admission = await this.#admit(prepared.sql, prepared.analysis, 'extended', prepared.upstreamName, this.#portalParameters.get(message.portal) ?? []);
