@@ -82,7 +82,25 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     const withCa = only((await render('webhook.caBundle=-----BEGIN CERTIFICATE-----')).docs, 'MutatingWebhookConfiguration') as typeof config;
     assert.equal((withCa.webhooks[0]?.['clientConfig'] as { caBundle: string }).caBundle, Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64'));
     const certManager = only((await render('certManager.enabled=true')).docs, 'MutatingWebhookConfiguration') as typeof config;
-    assert.deepEqual(certManager.metadata.annotations, { 'cert-manager.io/inject-ca-from': `${NAMESPACE}/custos-webhook` });
+    assert.deepEqual(certManager.metadata.annotations, { 'cert-manager.io/inject-ca-from': `${NAMESPACE}/custos-webhook-ca` });
+    const byOwnIssuer = only((await render('certManager.enabled=true', 'certManager.issuerRef.name=corp-ca', 'certManager.issuerRef.kind=ClusterIssuer')).docs, 'MutatingWebhookConfiguration') as typeof config;
+    assert.deepEqual(byOwnIssuer.metadata.annotations, { 'cert-manager.io/inject-ca-from': `${NAMESPACE}/custos-webhook` });
+  });
+
+  it('issues the cert-manager serving certificate from a CA of its own, so leaf renewals never change caBundle', async () => {
+    type Cert = { kind: string; metadata: { name: string }; spec: { isCA?: boolean; secretName?: string; issuerRef?: { name: string; kind: string }; ca?: { secretName: string }; selfSigned?: object } };
+    const docs = (await render('certManager.enabled=true')).docs as unknown as Cert[];
+    const ca = docs.find((d) => d.kind === 'Certificate' && d.spec.isCA === true);
+    assert.equal(ca?.metadata.name, 'custos-webhook-ca');
+    assert.deepEqual(ca.spec.issuerRef, { name: 'custos-selfsigned', kind: 'Issuer', group: 'cert-manager.io' });
+    const caIssuer = docs.find((d) => d.kind === 'Issuer' && d.spec.ca !== undefined);
+    assert.deepEqual(caIssuer?.spec.ca, { secretName: 'custos-webhook-ca' });
+    const leaf = docs.find((d) => d.kind === 'Certificate' && d.metadata.name === 'custos-webhook');
+    assert.deepEqual(leaf?.spec.issuerRef, { name: 'custos-webhook-ca', kind: 'Issuer', group: 'cert-manager.io' });
+    assert.equal(leaf.spec.secretName, 'custos-webhook-tls');
+    const external = (await render('certManager.enabled=true', 'certManager.issuerRef.name=corp-ca', 'certManager.issuerRef.kind=ClusterIssuer')).docs as unknown as Cert[];
+    assert.deepEqual(external.filter((d) => d.kind === 'Certificate').map((d) => d.spec.issuerRef?.name), ['corp-ca']);
+    assert.equal(external.filter((d) => d.kind === 'Issuer').length, 0);
   });
 
   it('grants least privilege: no wildcards, no secrets cluster-wide, webhook patched by name', async () => {
