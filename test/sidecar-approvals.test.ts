@@ -404,6 +404,29 @@ describe('require-approval with Redis', () => {
     }
   });
 
+  it('an approval that arrives after the caller token expired does not run the statement', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('expired-caller');
+    const expiresAt = Math.floor(Date.now() / 1000) + 3;
+    const client = new pg.Client({ ...stack.clientConfig(await stack.token({}, { expiresInSeconds: 3 })), application_name: name });
+    await client.connect();
+    client.on('error', () => undefined);
+    try {
+      const held = client.query('DELETE FROM invoices WHERE 2 > 1').then(() => assert.fail('ran for an expired caller'), (e: unknown) => e as Error & { code?: string });
+      const id = await requestedId(name);
+      while (Date.now() / 1000 <= expiresAt + 1) await new Promise((r) => setTimeout(r, 200));
+      await review(id, 'alice', 'approve', 'approved too late for this token');
+      const error = await held;
+      assert.equal(error.code, '57014');
+      assert.match(error.message, /caller token expired while the statement waited for approval/);
+      assert.equal(await invoiceCount(stack), 5);
+      const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.cancelled').length > 0);
+      assert.equal(ofType(events, 'approval.executed').length, 0);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  });
+
   it('a client cancel while held ends the wait with 57014; the session survives and nothing runs, even after a later approval', async () => {
     await createBillingSchema(stack);
     const name = uniqueName('cancel');

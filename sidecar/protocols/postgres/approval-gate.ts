@@ -34,6 +34,8 @@ export interface ApprovalGateInput {
   /** Aborted by a CancelRequest for this session ('cancel') or the client going away ('disconnect'). */
   readonly signal: AbortSignal;
   readonly now: () => number;
+  /** Last check before an approved statement runs (e.g. the caller's token still valid); a refusal stops it. */
+  readonly beforeRun?: () => Refusal | undefined;
   /** Appends an approval event; resolves false when the audit log refused it. */
   readonly record: (event: ApprovalEvent) => Promise<boolean>;
 }
@@ -99,6 +101,11 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
   switch (answer.outcome) {
     case 'approved': {
       const approval = { ...auditApproval(answer.request, answer.status), via: answer.via };
+      const stop = input.beforeRun?.();
+      if (stop !== undefined) {
+        await input.record({ type: 'approval.cancelled', outcome: 'failure', approval, message: `approved, but not run: ${stop.message}` });
+        return { kind: 'refuse', refusal: stop };
+      }
       const recorded = await input.record({ type: 'approval.executed', outcome: 'unknown', approval });
       if (!recorded) {
         return {

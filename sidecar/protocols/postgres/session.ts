@@ -689,6 +689,13 @@ export class PostgresSession {
         },
         rule: approval.rule,
         signal: hold.signal,
+        // A long hold may outlast the caller's token: an approved statement still needs a valid caller.
+        beforeRun: () => {
+          const caller = this.#identity.caller;
+          return caller?.expiresAt !== undefined && this.#env.now() / 1000 > caller.expiresAt
+            ? { sqlstate: '57014', message: 'the caller token expired while the statement waited for approval: reconnect with a fresh token and run it again' }
+            : undefined;
+        },
         now: this.#env.now,
         record: (event) => this.#recordApproval(event, attempt),
       });
