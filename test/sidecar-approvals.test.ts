@@ -54,6 +54,12 @@ function approvalPolicy(options: ApprovalRuleOptions, withReturnRules = false): 
       const rules = doc.getIn(['spec', 'rules']) as { items: unknown[] };
       rules.items.splice(UNFILTERED_WRITES_RULE, 0,
         doc.createNode({
+          name: 'approve-customer-renames',
+          match: { sql: { statements: ['update'], objects: ['public.customers'], where: 'missing-or-constant' } },
+          action: 'require-approval',
+          approval: { ...approvalBlock({ mode: 'return' }), grant: { scope: 'window', windowSeconds: 600 } },
+        }),
+        doc.createNode({
           name: 'approve-unfiltered-updates',
           match: { sql: { statements: ['update'], where: 'missing-or-constant' } },
           action: 'require-approval',
@@ -330,6 +336,31 @@ describe('require-approval with Redis', () => {
       // The extended protocol stays in step: the same session runs the approved statement.
       assert.equal((await client.query(bump(1))).rowCount, 5);
       assert.equal(await amounts(), '11,21,31,41,51');
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('a window grant lets the same identity rerun statements of the approved fingerprint, and nothing else', async () => {
+    await createBillingSchema(stack);
+    const name = uniqueName('window');
+    const client = await connectAs(stack, name);
+    const names = async (): Promise<string> => (await stack.postgres.psql("SELECT string_agg(name, ',' ORDER BY id) FROM customers")).trim();
+    try {
+      const first = await errorOfQuery(client, "UPDATE customers SET name = name || '!'");
+      const id = /request (ar-[a-z2-7]{12}) is pending/.exec(first.message)?.[1];
+      assert.ok(id !== undefined, first.message);
+      await review(id, 'alice', 'approve', 'rename window for the migration');
+      assert.equal((await client.query("UPDATE customers SET name = name || '!'")).rowCount, 2);
+      // Same fingerprint (other constants): covered by the window, no new request.
+      assert.equal((await client.query("UPDATE customers SET name = name || '?'")).rowCount, 2);
+      assert.equal(await names(), 'Acme!?,Globex!?');
+      // Another fingerprint is not.
+      const other = await errorOfQuery(client, 'UPDATE customers SET name = upper(name)');
+      assert.equal(other.code, '57014');
+      assert.equal(await names(), 'Acme!?,Globex!?');
+      const events = await approvalEvents(name, (mine) => ofType(mine, 'approval.executed').length >= 2);
+      assert.ok(ofType(events, 'approval.executed').some((e) => e.approval?.via === 'window'), 'the second run is recorded as covered by the window');
     } finally {
       await client.end();
     }
