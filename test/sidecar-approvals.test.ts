@@ -14,6 +14,7 @@ import * as fe from '../sidecar/protocols/postgres/codec/frontend-serializer.ts'
 import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
 import { CUSTOS_CLI, NODE, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
 import { createBillingSchema, runCommand } from './harness/fixtures.ts';
+import { createMaskingSchema, expectedPartialEmail, CUSTOMERS, maskingPolicy, writeHmacKey } from './harness/masking-fixtures.ts';
 import type { PolicyDocument } from './harness/sidecar-files.ts';
 import { sqlstateOf, WireClient, type Message } from './harness/wire-client.ts';
 import { createConnection } from 'node:net';
@@ -175,6 +176,16 @@ describe('require-approval without Redis', () => {
   });
 });
 
+/** Writes a review the way `custos approvals approve|deny` does: the reviewer's token, the digest they read, then a wake-up. */
+async function writeReview(stack: CustosStack, redis: Redis, id: string, who: keyof typeof REVIEWERS, decision: 'approve' | 'deny', reason: string): Promise<void> {
+  const text = await redis.get(requestKey(id));
+  assert.ok(text !== null, `request ${id} is in Redis`);
+  const request = parseRequest(text, id);
+  const token = await stack.issuer.mint(REVIEWERS[who], { audience: 'custos-reviews', subject: who, expiresInSeconds: 300 });
+  await redis.rpush(reviewsKey(id), serializeReviewRecord({ decision, reason, at: new Date().toISOString(), commandDigest: request.commandDigest, token }));
+  await redis.publish(reviewChannel(id), 'review');
+}
+
 // Requests are bound to the exact statement (its digest): each test below uses a statement text of
 // its own, so that one test's request (approved, denied, pending) never answers another's.
 
@@ -200,14 +211,8 @@ describe('require-approval with Redis', () => {
     await stack.stop();
   });
 
-  /** Writes a review the way `custos approvals approve|deny` does: the reviewer's token, the digest they read, then a wake-up. */
   async function review(id: string, who: keyof typeof REVIEWERS, decision: 'approve' | 'deny', reason: string): Promise<void> {
-    const text = await redis.get(requestKey(id));
-    assert.ok(text !== null, `request ${id} is in Redis`);
-    const request = parseRequest(text, id);
-    const token = await stack.issuer.mint(REVIEWERS[who], { audience: 'custos-reviews', subject: who, expiresInSeconds: 300 });
-    await redis.rpush(reviewsKey(id), serializeReviewRecord({ decision, reason, at: new Date().toISOString(), commandDigest: request.commandDigest, token }));
-    await redis.publish(reviewChannel(id), 'review');
+    await writeReview(stack, redis, id, who, decision, reason);
   }
 
   /** A review through the real CLI (`custos approvals approve|deny`), with the reviewer's token in the environment. */
@@ -566,3 +571,58 @@ async function sendCancel(port: number, pid: number, secret: number): Promise<vo
     socket.once('error', reject);
   });
 }
+
+describe('masking: a condition on a masked column under require-approval', () => {
+  let stack: CustosStack;
+  let redis: Redis;
+  let key: Awaited<ReturnType<typeof writeHmacKey>>;
+
+  before(async () => {
+    key = await writeHmacKey();
+    stack = await startCustosStack({
+      redis: true,
+      editPolicy: (doc) => {
+        maskingPolicy(key.file)(doc);
+        doc.setIn(['spec', 'masking', 'predicates'], 'require-approval');
+        doc.setIn(['spec', 'defaultApproval'], doc.createNode(approvalBlock({ mode: 'hold' })));
+        doc.setIn(['spec', 'reviewerAuthentication'], doc.createNode({
+          issuer: String(doc.getIn(['spec', 'issuers', 0, 'issuer'])),
+          audience: 'custos-reviews',
+          jwksFile: String(doc.getIn(['spec', 'issuers', 0, 'jwksFile'])),
+        }));
+      },
+    });
+    await createMaskingSchema(stack);
+    await stack.restartSidecar();
+    redis = new Redis(stack.redis?.url ?? '', { maxRetriesPerRequest: 1 });
+    redis.on('error', () => undefined);
+  });
+  after(async () => {
+    redis.disconnect();
+    await stack.stop();
+    await key.cleanup();
+  });
+
+  it('holds the query until approved, then runs it with its results still masked', async () => {
+    const name = uniqueName('masking-predicate');
+    const client = await connectAs(stack, name);
+    try {
+      const held = client.query<{ id: number; email: string }>("SELECT id, email FROM customers WHERE ssn = '123-45-6789'").then((r) => r, (e: unknown) => e as Error);
+      const events = byReason(await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'approval.requested'), 15_000), name);
+      const requested = ofType(events, 'approval.requested')[0];
+      const id = requested?.approval?.id;
+      assert.ok(id !== undefined);
+      await writeReview(stack, redis, id, 'alice', 'approve', 'fraud investigation FR-7');
+      const result = await held;
+      if (result instanceof Error) assert.fail(`the approved query did not run: ${result.message}`);
+      const customer = CUSTOMERS.find((c) => c.ssn === '123-45-6789');
+      assert.ok(customer !== undefined);
+      assert.deepEqual(result.rows, [{ id: customer.id, email: expectedPartialEmail(customer.email) }]);
+      const after = byReason(await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'db.query.result')), name);
+      assert.equal(ofType(after, 'approval.executed')[0]?.approval?.id, id);
+      assert.ok((ofType(after, 'db.query.result')[0]?.masking?.masked?.['column:email'] ?? 0) >= 1, 'the result event counts the masked email');
+    } finally {
+      await client.end();
+    }
+  });
+});
