@@ -298,7 +298,8 @@ describe('require-approval with Redis', () => {
       assert.equal(first.code, '57014');
       const id = /request (ar-[a-z2-7]{12}) is pending/.exec(first.message)?.[1];
       assert.ok(id !== undefined, first.message);
-      assert.match(first.detail ?? '', new RegExp(`custos approvals approve ${id} --reason`));
+      assert.match(first.message, new RegExp(`a reviewer approves it with: custos approvals approve ${id} --reason`));
+      assert.match(first.detail ?? '', /run the identical statement again/);
       assert.equal(await amounts(), '10,20,30,40,50');
       // Asking again before approval finds the same request.
       assert.match((await errorOfQuery(client, 'UPDATE invoices SET amount = amount + 1')).message, new RegExp(id));

@@ -120,8 +120,8 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
       return refuse(
         { type: 'approval.requested', outcome: 'failure', approval: auditApproval(answer.request, undefined), message: 'pending: statement returned to the caller (return mode)' },
         {
-          message: `approval required by policy rule "${input.rule}": request ${id} is pending, so the statement was not run`,
-          detail: `a reviewer approves it with: ${approveCommand(id)}; then run the identical statement again (it runs once)`,
+          message: `approval required by policy rule "${input.rule}": request ${id} is pending, so the statement was not run; a reviewer approves it with: ${approveCommand(id)}`,
+          detail: 'once approved, run the identical statement again: it runs once',
           hint: `request ${id} expires at ${answer.request.expiresAt}`,
         },
       );
