@@ -387,7 +387,9 @@ describe('mutating webhook: HTTPS transport, certificates and caBundle against t
       await k.ok(['apply', '-f', '-'], { input: JSON.stringify(podManifest('opted-out', ENFORCED, { labels: { 'custos.io/inject': 'false' } })) });
       const optedOut = JSON.parse(await k.ok(['get', 'pod', 'opted-out', '-n', ENFORCED, '-o', 'json'])) as PodLike;
       assert.equal(optedOut.spec?.initContainers, undefined);
-      assert.equal(api.admissionCalls.length, calls, 'the objectSelector keeps opted-out pods away from the webhook');
+      // The webhook still sees it (ADR 0006 amendment: opted-out pods must not read credentials) and skips it.
+      assert.equal(api.admissionCalls.length, calls + 1, 'opted-out pods still reach the webhook');
+      assert.match(await registry.metrics(), /custos_injections_total\{result="skip",reason="pod-opted-out"\} 1/);
     });
 
     it('does not admit a pod when the namespace cannot be read: the API server applies failurePolicy Fail', async () => {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite and benchmarks need, when missing: real PostgreSQL 15,
 # Redis 7, pgbouncer (benchmarks), openssl (test certificates), iptables and iproute2 (interception
-# tests). Idempotent; needs root (apt-get). Usage: sudo test/harness/install-debian-deps.sh
+# tests), and g++/make/python3 for node-gyp (the original-destination addon built at npm ci).
+# Idempotent; needs root (apt-get). Usage: sudo test/harness/install-debian-deps.sh
 set -euo pipefail
 
-packages=(postgresql-15 postgresql-client-15 redis-server pgbouncer openssl iptables iproute2 ca-certificates unzip)
+packages=(postgresql-15 postgresql-client-15 redis-server pgbouncer openssl iptables iproute2 ca-certificates unzip g++ make python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
