@@ -27,7 +27,8 @@ export default tseslint.config(
   {
     // Pure core: policy language and codecs never touch sockets, files, Redis or clocks directly.
     files: ['policy/**/*.ts', 'sidecar/protocols/postgres/codec/**/*.ts', 'audit/chain/**/*.ts', 'sidecar/masking/**/*.ts', 'operator/webhook/**/*.ts', 'operator/interception/**/*.ts', 'operator/reconcile/**/*.ts', 'operator/announce/policy-announcement.ts',
-      'operator/admission/admission-review.ts', 'operator/certs/certificate-builder.ts', 'operator/certs/ca-bundle-patch.ts'],
+      'operator/admission/admission-review.ts', 'operator/certs/certificate-builder.ts', 'operator/certs/ca-bundle-patch.ts',
+      'operator/approvals/**/*.ts'],
     // apply-rules.ts is the interception folder's one I/O adapter (it runs iptables-restore);
     // the reconcile executor (API writes) and reconciler (timers, logs) wrap the pure planner.
     ignores: ['**/*.test.ts', 'operator/interception/apply-rules.ts', 'operator/reconcile/executor.ts', 'operator/reconcile/reconciler.ts'],

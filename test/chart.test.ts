@@ -151,7 +151,7 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
 
   it('renders CRDs only with crds.enabled, kept on uninstall with crds.keep', async () => {
     const on = (await render()).docs.filter((d) => d.kind === 'CustomResourceDefinition');
-    assert.deepEqual(on.map((d) => d.metadata?.name).sort(), ['accesspolicies.custos.io', 'accessrequests.custos.io']);
+    assert.deepEqual(on.map((d) => d.metadata?.name).sort(), ['accesspolicies.custos.io', 'accessrequests.custos.io', 'accessreviews.custos.io']);
     for (const crd of on) assert.equal(crd.metadata?.annotations?.['helm.sh/resource-policy'], 'keep');
     const notKept = (await render('crds.keep=false')).docs.filter((d) => d.kind === 'CustomResourceDefinition');
     for (const crd of notKept) assert.equal(crd.metadata?.annotations?.['helm.sh/resource-policy'], undefined);
@@ -238,6 +238,7 @@ spec:
   target: { name: billing, protocol: postgres }
   command: DELETE FROM invoices WHERE id = $1
   commandDigest: sha256:${'a'.repeat(64)}
+  reviewers: { groups: [dba] }
   expiresAt: '2030-01-01T00:00:00Z'
 `;
     assert.equal(await k.ok(['apply', '-f', '-'], { input: request }), 'accessrequest.custos.io/ar-1 created\n');

@@ -46,7 +46,9 @@ export interface AccessRequestSpec {
   risk?: 'low' | 'medium' | 'high' | 'critical';
   /** The requester's stated reason. */
   reason?: string;
-  /** Distinct reviewers needed (default 1). */
+  /** Who may review, copied from the rule's approval.reviewers: Kubernetes group names and user names as the API server authenticates them. Service accounts never review, and nobody reviews their own request. */
+  reviewers: AccessRequestReviewers;
+  /** Distinct reviewers needed (default 1), the rule's approval.minApprovals. */
   approvalsRequired?: number;
   /** No decision by this time means deny; the controller then sets phase Expired. */
   expiresAt: string;
@@ -86,6 +88,14 @@ export interface AccessRequestTarget {
   user?: string;
 }
 
+/** Who may review, copied from the rule's approval.reviewers: Kubernetes group names and user names as the API server authenticates them. Service accounts never review, and nobody reviews their own request. */
+export interface AccessRequestReviewers {
+  /** Groups whose members may review (any of). */
+  groups?: string[];
+  /** User names that may review (any of), exactly as authenticated. */
+  users?: string[];
+}
+
 /** Written by the controller only. */
 export interface AccessRequestStatus {
   phase?: 'Pending' | 'Approved' | 'Denied' | 'Expired' | 'Executed' | 'Revoked';
@@ -101,7 +111,7 @@ export interface AccessRequestApproval {
   decision: 'approve' | 'deny';
   reason?: string;
   at: string;
-  /** Name of the decision object. */
+  /** Name of the AccessReview. */
   decisionRef?: string;
 }
 

@@ -2,7 +2,7 @@
 "use strict";
 export const validate = validate10;
 export default validate10;
-const schema11 = {"type":"object","description":"AccessRequest asks reviewers to approve one command (or a just-in-time window) that an AccessPolicy rule with action require-approval held. Created by the operator only; spec never changes after creation.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessRequest"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"What is asked, by whom. Set once by the operator from the sidecar's verified request.","required":["policyRef","requester","target","commandDigest","expiresAt"],"properties":{"policyRef":{"type":"object","description":"The AccessPolicy (in this namespace) whose rule required approval.","required":["name"],"properties":{"name":{"type":"string","maxLength":253},"rule":{"type":"string","description":"Name of the rule that matched.","maxLength":63},"generation":{"type":"integer","description":"The policy's metadata.generation when the request was made.","minimum":1}},"additionalProperties":false},"requester":{"type":"object","description":"The verified principal the sidecar authenticated; never taken from user input.","required":["id","kind"],"properties":{"id":{"type":"string","description":"Stable identity compared for four-eyes checks: `system:serviceaccount:<ns>:<name>` for service accounts, `<issuer>#<subject>` for OIDC callers.","minLength":1,"maxLength":1024},"kind":{"type":"string","enum":["ServiceAccount","OIDC"]},"displayName":{"type":"string","description":"Human-readable name (email, preferred_username), for display only.","maxLength":256},"uid":{"type":"string","description":"Service-account UID, when the requester is a service account.","maxLength":64},"onBehalfOf":{"type":"string","description":"Stable identity of the human who initiated the workload's request, if known; also never a reviewer.","maxLength":1024},"pod":{"type":"string","description":"The pod whose sidecar held the command.","maxLength":253}},"additionalProperties":false},"target":{"type":"object","description":"The data-path target of the command.","required":["name","protocol"],"properties":{"name":{"type":"string","description":"Target name as in the policy's spec.targets.","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"database":{"type":"string","maxLength":63},"user":{"type":"string","description":"Database user the command runs as.","maxLength":63}},"additionalProperties":false},"command":{"type":"string","description":"The normalised command (literals replaced by placeholders), for reviewers to read.","maxLength":16384},"commandDigest":{"type":"string","description":"sha256 over target, command, bind parameters, database user and requester; an approval binds to exactly this digest.","pattern":"^sha256:[0-9a-f]{64}$"},"mode":{"type":"string","description":"`hold` keeps the client waiting for the decision, `return` fails the statement and lets the client retry once approved, `window` asks for a just-in-time window of `windowSeconds`.","enum":["hold","return","window"]},"windowSeconds":{"type":"integer","description":"window only. Length of the requested just-in-time window.","minimum":1,"maximum":86400},"risk":{"type":"string","enum":["low","medium","high","critical"]},"reason":{"type":"string","description":"The requester's stated reason.","maxLength":1024},"approvalsRequired":{"type":"integer","description":"Distinct reviewers needed (default 1).","minimum":1,"maximum":10},"expiresAt":{"type":"string","format":"date-time","description":"No decision by this time means deny; the controller then sets phase Expired."}},"additionalProperties":false},"status":{"type":"object","description":"Written by the controller only.","properties":{"phase":{"type":"string","enum":["Pending","Approved","Denied","Expired","Executed","Revoked"]},"observedGeneration":{"type":"integer"},"decidedAt":{"type":"string","format":"date-time"},"approvals":{"type":"array","description":"Counted decisions, one per distinct reviewer.","items":{"type":"object","required":["reviewer","decision","at"],"properties":{"reviewer":{"type":"string","maxLength":1024},"decision":{"type":"string","enum":["approve","deny"]},"reason":{"type":"string","maxLength":1024},"at":{"type":"string","format":"date-time"},"decisionRef":{"type":"string","description":"Name of the decision object.","maxLength":253}},"additionalProperties":false}},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
+const schema11 = {"type":"object","description":"AccessRequest asks reviewers to approve one command (or a just-in-time window) that an AccessPolicy rule with action require-approval held. Created by the operator only; spec never changes after creation.","required":["apiVersion","kind","metadata","spec"],"properties":{"apiVersion":{"type":"string","enum":["custos.io/v1alpha1"]},"kind":{"type":"string","enum":["AccessRequest"]},"metadata":{"type":"object","required":["name"],"properties":{"name":{"type":"string","minLength":1,"maxLength":253},"generateName":{"type":"string"},"namespace":{"type":"string","maxLength":63},"labels":{"type":"object","additionalProperties":{"type":"string"}},"annotations":{"type":"object","additionalProperties":{"type":"string"}},"uid":{"type":"string"},"resourceVersion":{"type":"string"},"generation":{"type":"integer"},"creationTimestamp":{"type":"string","format":"date-time"},"deletionTimestamp":{"type":"string","format":"date-time"},"deletionGracePeriodSeconds":{"type":"integer"},"finalizers":{"type":"array","items":{"type":"string"}},"ownerReferences":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"managedFields":{"type":"array","items":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},"selfLink":{"type":"string"}},"additionalProperties":false},"spec":{"type":"object","description":"What is asked, by whom. Set once by the operator from the sidecar's verified request.","required":["policyRef","requester","target","commandDigest","reviewers","expiresAt"],"properties":{"policyRef":{"type":"object","description":"The AccessPolicy (in this namespace) whose rule required approval.","required":["name"],"properties":{"name":{"type":"string","maxLength":253},"rule":{"type":"string","description":"Name of the rule that matched.","maxLength":63},"generation":{"type":"integer","description":"The policy's metadata.generation when the request was made.","minimum":1}},"additionalProperties":false},"requester":{"type":"object","description":"The verified principal the sidecar authenticated; never taken from user input.","required":["id","kind"],"properties":{"id":{"type":"string","description":"Stable identity compared for four-eyes checks: `system:serviceaccount:<ns>:<name>` for service accounts, `<issuer>#<subject>` for OIDC callers.","minLength":1,"maxLength":1024},"kind":{"type":"string","enum":["ServiceAccount","OIDC"]},"displayName":{"type":"string","description":"Human-readable name (email, preferred_username), for display only.","maxLength":256},"uid":{"type":"string","description":"Service-account UID, when the requester is a service account.","maxLength":64},"onBehalfOf":{"type":"string","description":"Stable identity of the human who initiated the workload's request, if known; also never a reviewer.","maxLength":1024},"pod":{"type":"string","description":"The pod whose sidecar held the command.","maxLength":253}},"additionalProperties":false},"target":{"type":"object","description":"The data-path target of the command.","required":["name","protocol"],"properties":{"name":{"type":"string","description":"Target name as in the policy's spec.targets.","maxLength":63},"protocol":{"type":"string","enum":["postgres"]},"database":{"type":"string","maxLength":63},"user":{"type":"string","description":"Database user the command runs as.","maxLength":63}},"additionalProperties":false},"command":{"type":"string","description":"The normalised command (literals replaced by placeholders), for reviewers to read.","maxLength":16384},"commandDigest":{"type":"string","description":"sha256 over target, command, bind parameters, database user and requester; an approval binds to exactly this digest.","pattern":"^sha256:[0-9a-f]{64}$"},"mode":{"type":"string","description":"`hold` keeps the client waiting for the decision, `return` fails the statement and lets the client retry once approved, `window` asks for a just-in-time window of `windowSeconds`.","enum":["hold","return","window"]},"windowSeconds":{"type":"integer","description":"window only. Length of the requested just-in-time window.","minimum":1,"maximum":86400},"risk":{"type":"string","enum":["low","medium","high","critical"]},"reason":{"type":"string","description":"The requester's stated reason.","maxLength":1024},"reviewers":{"type":"object","description":"Who may review, copied from the rule's approval.reviewers: Kubernetes group names and user names as the API server authenticates them. Service accounts never review, and nobody reviews their own request.","anyOf":[{"required":["groups"]},{"required":["users"]}],"properties":{"groups":{"type":"array","description":"Groups whose members may review (any of).","minItems":1,"maxItems":32,"items":{"type":"string","minLength":1,"maxLength":253}},"users":{"type":"array","description":"User names that may review (any of), exactly as authenticated.","minItems":1,"maxItems":64,"items":{"type":"string","minLength":1,"maxLength":253}}},"additionalProperties":false},"approvalsRequired":{"type":"integer","description":"Distinct reviewers needed (default 1), the rule's approval.minApprovals.","minimum":1,"maximum":10},"expiresAt":{"type":"string","format":"date-time","description":"No decision by this time means deny; the controller then sets phase Expired."}},"additionalProperties":false},"status":{"type":"object","description":"Written by the controller only.","properties":{"phase":{"type":"string","enum":["Pending","Approved","Denied","Expired","Executed","Revoked"]},"observedGeneration":{"type":"integer"},"decidedAt":{"type":"string","format":"date-time"},"approvals":{"type":"array","description":"Counted decisions, one per distinct reviewer.","items":{"type":"object","required":["reviewer","decision","at"],"properties":{"reviewer":{"type":"string","maxLength":1024},"decision":{"type":"string","enum":["approve","deny"]},"reason":{"type":"string","maxLength":1024},"at":{"type":"string","format":"date-time"},"decisionRef":{"type":"string","description":"Name of the AccessReview.","maxLength":253}},"additionalProperties":false}},"conditions":{"type":"array","items":{"type":"object","required":["type","status"],"properties":{"type":{"type":"string"},"status":{"type":"string","enum":["True","False","Unknown"]},"reason":{"type":"string"},"message":{"type":"string"},"lastTransitionTime":{"type":"string","format":"date-time"},"observedGeneration":{"type":"integer"}},"additionalProperties":false}}},"additionalProperties":false}},"additionalProperties":false};
 const func2 = Object.prototype.hasOwnProperty;
 const func3 = ucs2length;
 const formats0 = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
@@ -521,8 +521,8 @@ vErrors.push(err40);
 }
 errors++;
 }
-if(data23.expiresAt === undefined){
-const err41 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/required",keyword:"required",params:{missingProperty: "expiresAt"},message:"must have required property '"+"expiresAt"+"'",schema:schema11.properties.spec.required,parentSchema:schema11.properties.spec,data:data23};
+if(data23.reviewers === undefined){
+const err41 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/required",keyword:"required",params:{missingProperty: "reviewers"},message:"must have required property '"+"reviewers"+"'",schema:schema11.properties.spec.required,parentSchema:schema11.properties.spec,data:data23};
 if(vErrors === null){
 vErrors = [err41];
 }
@@ -531,9 +531,8 @@ vErrors.push(err41);
 }
 errors++;
 }
-for(const key4 in data23){
-if(!(func2.call(schema11.properties.spec.properties, key4))){
-const err42 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec,data:data23};
+if(data23.expiresAt === undefined){
+const err42 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/required",keyword:"required",params:{missingProperty: "expiresAt"},message:"must have required property '"+"expiresAt"+"'",schema:schema11.properties.spec.required,parentSchema:schema11.properties.spec,data:data23};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -542,12 +541,9 @@ vErrors.push(err42);
 }
 errors++;
 }
-}
-if(data23.policyRef !== undefined){
-let data24 = data23.policyRef;
-if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
-if(data24.name === undefined){
-const err43 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.spec.properties.policyRef.required,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
+for(const key4 in data23){
+if(!(func2.call(schema11.properties.spec.properties, key4))){
+const err43 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec,data:data23};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -556,9 +552,12 @@ vErrors.push(err43);
 }
 errors++;
 }
-for(const key5 in data24){
-if(!(((key5 === "name") || (key5 === "rule")) || (key5 === "generation"))){
-const err44 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
+}
+if(data23.policyRef !== undefined){
+let data24 = data23.policyRef;
+if(data24 && typeof data24 == "object" && !Array.isArray(data24)){
+if(data24.name === undefined){
+const err44 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.spec.properties.policyRef.required,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -567,12 +566,9 @@ vErrors.push(err44);
 }
 errors++;
 }
-}
-if(data24.name !== undefined){
-let data25 = data24.name;
-if(typeof data25 === "string"){
-if(func3(data25) > 253){
-const err45 = {instancePath:instancePath+"/spec/policyRef/name",schemaPath:"#/properties/spec/properties/policyRef/properties/name/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.policyRef.properties.name,data:data25};
+for(const key5 in data24){
+if(!(((key5 === "name") || (key5 === "rule")) || (key5 === "generation"))){
+const err45 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -582,8 +578,11 @@ vErrors.push(err45);
 errors++;
 }
 }
-else {
-const err46 = {instancePath:instancePath+"/spec/policyRef/name",schemaPath:"#/properties/spec/properties/policyRef/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.policyRef.properties.name.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.name,data:data25};
+if(data24.name !== undefined){
+let data25 = data24.name;
+if(typeof data25 === "string"){
+if(func3(data25) > 253){
+const err46 = {instancePath:instancePath+"/spec/policyRef/name",schemaPath:"#/properties/spec/properties/policyRef/properties/name/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.policyRef.properties.name,data:data25};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -593,11 +592,8 @@ vErrors.push(err46);
 errors++;
 }
 }
-if(data24.rule !== undefined){
-let data26 = data24.rule;
-if(typeof data26 === "string"){
-if(func3(data26) > 63){
-const err47 = {instancePath:instancePath+"/spec/policyRef/rule",schemaPath:"#/properties/spec/properties/policyRef/properties/rule/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.policyRef.properties.rule,data:data26};
+else {
+const err47 = {instancePath:instancePath+"/spec/policyRef/name",schemaPath:"#/properties/spec/properties/policyRef/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.policyRef.properties.name.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.name,data:data25};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -607,8 +603,11 @@ vErrors.push(err47);
 errors++;
 }
 }
-else {
-const err48 = {instancePath:instancePath+"/spec/policyRef/rule",schemaPath:"#/properties/spec/properties/policyRef/properties/rule/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.policyRef.properties.rule.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.rule,data:data26};
+if(data24.rule !== undefined){
+let data26 = data24.rule;
+if(typeof data26 === "string"){
+if(func3(data26) > 63){
+const err48 = {instancePath:instancePath+"/spec/policyRef/rule",schemaPath:"#/properties/spec/properties/policyRef/properties/rule/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.policyRef.properties.rule,data:data26};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -618,10 +617,8 @@ vErrors.push(err48);
 errors++;
 }
 }
-if(data24.generation !== undefined){
-let data27 = data24.generation;
-if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
-const err49 = {instancePath:instancePath+"/spec/policyRef/generation",schemaPath:"#/properties/spec/properties/policyRef/properties/generation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.policyRef.properties.generation.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.generation,data:data27};
+else {
+const err49 = {instancePath:instancePath+"/spec/policyRef/rule",schemaPath:"#/properties/spec/properties/policyRef/properties/rule/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.policyRef.properties.rule.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.rule,data:data26};
 if(vErrors === null){
 vErrors = [err49];
 }
@@ -630,9 +627,11 @@ vErrors.push(err49);
 }
 errors++;
 }
-if((typeof data27 == "number") && (isFinite(data27))){
-if(data27 < 1 || isNaN(data27)){
-const err50 = {instancePath:instancePath+"/spec/policyRef/generation",schemaPath:"#/properties/spec/properties/policyRef/properties/generation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.policyRef.properties.generation,data:data27};
+}
+if(data24.generation !== undefined){
+let data27 = data24.generation;
+if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
+const err50 = {instancePath:instancePath+"/spec/policyRef/generation",schemaPath:"#/properties/spec/properties/policyRef/properties/generation/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.policyRef.properties.generation.type,parentSchema:schema11.properties.spec.properties.policyRef.properties.generation,data:data27};
 if(vErrors === null){
 vErrors = [err50];
 }
@@ -641,11 +640,9 @@ vErrors.push(err50);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err51 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.policyRef.type,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
+if((typeof data27 == "number") && (isFinite(data27))){
+if(data27 < 1 || isNaN(data27)){
+const err51 = {instancePath:instancePath+"/spec/policyRef/generation",schemaPath:"#/properties/spec/properties/policyRef/properties/generation/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.policyRef.properties.generation,data:data27};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -655,11 +652,10 @@ vErrors.push(err51);
 errors++;
 }
 }
-if(data23.requester !== undefined){
-let data28 = data23.requester;
-if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
-if(data28.id === undefined){
-const err52 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'",schema:schema11.properties.spec.properties.requester.required,parentSchema:schema11.properties.spec.properties.requester,data:data28};
+}
+}
+else {
+const err52 = {instancePath:instancePath+"/spec/policyRef",schemaPath:"#/properties/spec/properties/policyRef/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.policyRef.type,parentSchema:schema11.properties.spec.properties.policyRef,data:data24};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -668,8 +664,12 @@ vErrors.push(err52);
 }
 errors++;
 }
-if(data28.kind === undefined){
-const err53 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/required",keyword:"required",params:{missingProperty: "kind"},message:"must have required property '"+"kind"+"'",schema:schema11.properties.spec.properties.requester.required,parentSchema:schema11.properties.spec.properties.requester,data:data28};
+}
+if(data23.requester !== undefined){
+let data28 = data23.requester;
+if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
+if(data28.id === undefined){
+const err53 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/required",keyword:"required",params:{missingProperty: "id"},message:"must have required property '"+"id"+"'",schema:schema11.properties.spec.properties.requester.required,parentSchema:schema11.properties.spec.properties.requester,data:data28};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -678,9 +678,8 @@ vErrors.push(err53);
 }
 errors++;
 }
-for(const key6 in data28){
-if(!((((((key6 === "id") || (key6 === "kind")) || (key6 === "displayName")) || (key6 === "uid")) || (key6 === "onBehalfOf")) || (key6 === "pod"))){
-const err54 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.requester,data:data28};
+if(data28.kind === undefined){
+const err54 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/required",keyword:"required",params:{missingProperty: "kind"},message:"must have required property '"+"kind"+"'",schema:schema11.properties.spec.properties.requester.required,parentSchema:schema11.properties.spec.properties.requester,data:data28};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -689,12 +688,9 @@ vErrors.push(err54);
 }
 errors++;
 }
-}
-if(data28.id !== undefined){
-let data29 = data28.id;
-if(typeof data29 === "string"){
-if(func3(data29) > 1024){
-const err55 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
+for(const key6 in data28){
+if(!((((((key6 === "id") || (key6 === "kind")) || (key6 === "displayName")) || (key6 === "uid")) || (key6 === "onBehalfOf")) || (key6 === "pod"))){
+const err55 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.requester,data:data28};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -703,8 +699,12 @@ vErrors.push(err55);
 }
 errors++;
 }
-if(func3(data29) < 1){
-const err56 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
+}
+if(data28.id !== undefined){
+let data29 = data28.id;
+if(typeof data29 === "string"){
+if(func3(data29) > 1024){
+const err56 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -713,9 +713,8 @@ vErrors.push(err56);
 }
 errors++;
 }
-}
-else {
-const err57 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.id.type,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
+if(func3(data29) < 1){
+const err57 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -725,10 +724,8 @@ vErrors.push(err57);
 errors++;
 }
 }
-if(data28.kind !== undefined){
-let data30 = data28.kind;
-if(typeof data30 !== "string"){
-const err58 = {instancePath:instancePath+"/spec/requester/kind",schemaPath:"#/properties/spec/properties/requester/properties/kind/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.kind.type,parentSchema:schema11.properties.spec.properties.requester.properties.kind,data:data30};
+else {
+const err58 = {instancePath:instancePath+"/spec/requester/id",schemaPath:"#/properties/spec/properties/requester/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.id.type,parentSchema:schema11.properties.spec.properties.requester.properties.id,data:data29};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -737,8 +734,11 @@ vErrors.push(err58);
 }
 errors++;
 }
-if(!((data30 === "ServiceAccount") || (data30 === "OIDC"))){
-const err59 = {instancePath:instancePath+"/spec/requester/kind",schemaPath:"#/properties/spec/properties/requester/properties/kind/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.requester.properties.kind.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.requester.properties.kind.enum,parentSchema:schema11.properties.spec.properties.requester.properties.kind,data:data30};
+}
+if(data28.kind !== undefined){
+let data30 = data28.kind;
+if(typeof data30 !== "string"){
+const err59 = {instancePath:instancePath+"/spec/requester/kind",schemaPath:"#/properties/spec/properties/requester/properties/kind/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.kind.type,parentSchema:schema11.properties.spec.properties.requester.properties.kind,data:data30};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -747,12 +747,8 @@ vErrors.push(err59);
 }
 errors++;
 }
-}
-if(data28.displayName !== undefined){
-let data31 = data28.displayName;
-if(typeof data31 === "string"){
-if(func3(data31) > 256){
-const err60 = {instancePath:instancePath+"/spec/requester/displayName",schemaPath:"#/properties/spec/properties/requester/properties/displayName/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters",schema:256,parentSchema:schema11.properties.spec.properties.requester.properties.displayName,data:data31};
+if(!((data30 === "ServiceAccount") || (data30 === "OIDC"))){
+const err60 = {instancePath:instancePath+"/spec/requester/kind",schemaPath:"#/properties/spec/properties/requester/properties/kind/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.requester.properties.kind.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.requester.properties.kind.enum,parentSchema:schema11.properties.spec.properties.requester.properties.kind,data:data30};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -762,8 +758,11 @@ vErrors.push(err60);
 errors++;
 }
 }
-else {
-const err61 = {instancePath:instancePath+"/spec/requester/displayName",schemaPath:"#/properties/spec/properties/requester/properties/displayName/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.displayName.type,parentSchema:schema11.properties.spec.properties.requester.properties.displayName,data:data31};
+if(data28.displayName !== undefined){
+let data31 = data28.displayName;
+if(typeof data31 === "string"){
+if(func3(data31) > 256){
+const err61 = {instancePath:instancePath+"/spec/requester/displayName",schemaPath:"#/properties/spec/properties/requester/properties/displayName/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters",schema:256,parentSchema:schema11.properties.spec.properties.requester.properties.displayName,data:data31};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -773,11 +772,8 @@ vErrors.push(err61);
 errors++;
 }
 }
-if(data28.uid !== undefined){
-let data32 = data28.uid;
-if(typeof data32 === "string"){
-if(func3(data32) > 64){
-const err62 = {instancePath:instancePath+"/spec/requester/uid",schemaPath:"#/properties/spec/properties/requester/properties/uid/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters",schema:64,parentSchema:schema11.properties.spec.properties.requester.properties.uid,data:data32};
+else {
+const err62 = {instancePath:instancePath+"/spec/requester/displayName",schemaPath:"#/properties/spec/properties/requester/properties/displayName/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.displayName.type,parentSchema:schema11.properties.spec.properties.requester.properties.displayName,data:data31};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -787,8 +783,11 @@ vErrors.push(err62);
 errors++;
 }
 }
-else {
-const err63 = {instancePath:instancePath+"/spec/requester/uid",schemaPath:"#/properties/spec/properties/requester/properties/uid/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.uid.type,parentSchema:schema11.properties.spec.properties.requester.properties.uid,data:data32};
+if(data28.uid !== undefined){
+let data32 = data28.uid;
+if(typeof data32 === "string"){
+if(func3(data32) > 64){
+const err63 = {instancePath:instancePath+"/spec/requester/uid",schemaPath:"#/properties/spec/properties/requester/properties/uid/maxLength",keyword:"maxLength",params:{limit: 64},message:"must NOT have more than 64 characters",schema:64,parentSchema:schema11.properties.spec.properties.requester.properties.uid,data:data32};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -798,11 +797,8 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data28.onBehalfOf !== undefined){
-let data33 = data28.onBehalfOf;
-if(typeof data33 === "string"){
-if(func3(data33) > 1024){
-const err64 = {instancePath:instancePath+"/spec/requester/onBehalfOf",schemaPath:"#/properties/spec/properties/requester/properties/onBehalfOf/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.requester.properties.onBehalfOf,data:data33};
+else {
+const err64 = {instancePath:instancePath+"/spec/requester/uid",schemaPath:"#/properties/spec/properties/requester/properties/uid/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.uid.type,parentSchema:schema11.properties.spec.properties.requester.properties.uid,data:data32};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -812,8 +808,11 @@ vErrors.push(err64);
 errors++;
 }
 }
-else {
-const err65 = {instancePath:instancePath+"/spec/requester/onBehalfOf",schemaPath:"#/properties/spec/properties/requester/properties/onBehalfOf/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.onBehalfOf.type,parentSchema:schema11.properties.spec.properties.requester.properties.onBehalfOf,data:data33};
+if(data28.onBehalfOf !== undefined){
+let data33 = data28.onBehalfOf;
+if(typeof data33 === "string"){
+if(func3(data33) > 1024){
+const err65 = {instancePath:instancePath+"/spec/requester/onBehalfOf",schemaPath:"#/properties/spec/properties/requester/properties/onBehalfOf/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.requester.properties.onBehalfOf,data:data33};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -823,11 +822,8 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data28.pod !== undefined){
-let data34 = data28.pod;
-if(typeof data34 === "string"){
-if(func3(data34) > 253){
-const err66 = {instancePath:instancePath+"/spec/requester/pod",schemaPath:"#/properties/spec/properties/requester/properties/pod/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.requester.properties.pod,data:data34};
+else {
+const err66 = {instancePath:instancePath+"/spec/requester/onBehalfOf",schemaPath:"#/properties/spec/properties/requester/properties/onBehalfOf/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.onBehalfOf.type,parentSchema:schema11.properties.spec.properties.requester.properties.onBehalfOf,data:data33};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -837,8 +833,11 @@ vErrors.push(err66);
 errors++;
 }
 }
-else {
-const err67 = {instancePath:instancePath+"/spec/requester/pod",schemaPath:"#/properties/spec/properties/requester/properties/pod/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.pod.type,parentSchema:schema11.properties.spec.properties.requester.properties.pod,data:data34};
+if(data28.pod !== undefined){
+let data34 = data28.pod;
+if(typeof data34 === "string"){
+if(func3(data34) > 253){
+const err67 = {instancePath:instancePath+"/spec/requester/pod",schemaPath:"#/properties/spec/properties/requester/properties/pod/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.requester.properties.pod,data:data34};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -848,9 +847,8 @@ vErrors.push(err67);
 errors++;
 }
 }
-}
 else {
-const err68 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.requester.type,parentSchema:schema11.properties.spec.properties.requester,data:data28};
+const err68 = {instancePath:instancePath+"/spec/requester/pod",schemaPath:"#/properties/spec/properties/requester/properties/pod/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.requester.properties.pod.type,parentSchema:schema11.properties.spec.properties.requester.properties.pod,data:data34};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -860,11 +858,9 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data23.target !== undefined){
-let data35 = data23.target;
-if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
-if(data35.name === undefined){
-const err69 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.spec.properties.target.required,parentSchema:schema11.properties.spec.properties.target,data:data35};
+}
+else {
+const err69 = {instancePath:instancePath+"/spec/requester",schemaPath:"#/properties/spec/properties/requester/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.requester.type,parentSchema:schema11.properties.spec.properties.requester,data:data28};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -873,8 +869,12 @@ vErrors.push(err69);
 }
 errors++;
 }
-if(data35.protocol === undefined){
-const err70 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/required",keyword:"required",params:{missingProperty: "protocol"},message:"must have required property '"+"protocol"+"'",schema:schema11.properties.spec.properties.target.required,parentSchema:schema11.properties.spec.properties.target,data:data35};
+}
+if(data23.target !== undefined){
+let data35 = data23.target;
+if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
+if(data35.name === undefined){
+const err70 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema11.properties.spec.properties.target.required,parentSchema:schema11.properties.spec.properties.target,data:data35};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -883,9 +883,8 @@ vErrors.push(err70);
 }
 errors++;
 }
-for(const key7 in data35){
-if(!((((key7 === "name") || (key7 === "protocol")) || (key7 === "database")) || (key7 === "user"))){
-const err71 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.target,data:data35};
+if(data35.protocol === undefined){
+const err71 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/required",keyword:"required",params:{missingProperty: "protocol"},message:"must have required property '"+"protocol"+"'",schema:schema11.properties.spec.properties.target.required,parentSchema:schema11.properties.spec.properties.target,data:data35};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -894,12 +893,9 @@ vErrors.push(err71);
 }
 errors++;
 }
-}
-if(data35.name !== undefined){
-let data36 = data35.name;
-if(typeof data36 === "string"){
-if(func3(data36) > 63){
-const err72 = {instancePath:instancePath+"/spec/target/name",schemaPath:"#/properties/spec/properties/target/properties/name/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.name,data:data36};
+for(const key7 in data35){
+if(!((((key7 === "name") || (key7 === "protocol")) || (key7 === "database")) || (key7 === "user"))){
+const err72 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.target,data:data35};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -909,8 +905,11 @@ vErrors.push(err72);
 errors++;
 }
 }
-else {
-const err73 = {instancePath:instancePath+"/spec/target/name",schemaPath:"#/properties/spec/properties/target/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.name.type,parentSchema:schema11.properties.spec.properties.target.properties.name,data:data36};
+if(data35.name !== undefined){
+let data36 = data35.name;
+if(typeof data36 === "string"){
+if(func3(data36) > 63){
+const err73 = {instancePath:instancePath+"/spec/target/name",schemaPath:"#/properties/spec/properties/target/properties/name/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.name,data:data36};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -920,10 +919,8 @@ vErrors.push(err73);
 errors++;
 }
 }
-if(data35.protocol !== undefined){
-let data37 = data35.protocol;
-if(typeof data37 !== "string"){
-const err74 = {instancePath:instancePath+"/spec/target/protocol",schemaPath:"#/properties/spec/properties/target/properties/protocol/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.protocol.type,parentSchema:schema11.properties.spec.properties.target.properties.protocol,data:data37};
+else {
+const err74 = {instancePath:instancePath+"/spec/target/name",schemaPath:"#/properties/spec/properties/target/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.name.type,parentSchema:schema11.properties.spec.properties.target.properties.name,data:data36};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -932,8 +929,11 @@ vErrors.push(err74);
 }
 errors++;
 }
-if(!(data37 === "postgres")){
-const err75 = {instancePath:instancePath+"/spec/target/protocol",schemaPath:"#/properties/spec/properties/target/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.target.properties.protocol.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.target.properties.protocol.enum,parentSchema:schema11.properties.spec.properties.target.properties.protocol,data:data37};
+}
+if(data35.protocol !== undefined){
+let data37 = data35.protocol;
+if(typeof data37 !== "string"){
+const err75 = {instancePath:instancePath+"/spec/target/protocol",schemaPath:"#/properties/spec/properties/target/properties/protocol/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.protocol.type,parentSchema:schema11.properties.spec.properties.target.properties.protocol,data:data37};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -942,12 +942,8 @@ vErrors.push(err75);
 }
 errors++;
 }
-}
-if(data35.database !== undefined){
-let data38 = data35.database;
-if(typeof data38 === "string"){
-if(func3(data38) > 63){
-const err76 = {instancePath:instancePath+"/spec/target/database",schemaPath:"#/properties/spec/properties/target/properties/database/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.database,data:data38};
+if(!(data37 === "postgres")){
+const err76 = {instancePath:instancePath+"/spec/target/protocol",schemaPath:"#/properties/spec/properties/target/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.target.properties.protocol.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.target.properties.protocol.enum,parentSchema:schema11.properties.spec.properties.target.properties.protocol,data:data37};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -957,8 +953,11 @@ vErrors.push(err76);
 errors++;
 }
 }
-else {
-const err77 = {instancePath:instancePath+"/spec/target/database",schemaPath:"#/properties/spec/properties/target/properties/database/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.database.type,parentSchema:schema11.properties.spec.properties.target.properties.database,data:data38};
+if(data35.database !== undefined){
+let data38 = data35.database;
+if(typeof data38 === "string"){
+if(func3(data38) > 63){
+const err77 = {instancePath:instancePath+"/spec/target/database",schemaPath:"#/properties/spec/properties/target/properties/database/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.database,data:data38};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -968,11 +967,8 @@ vErrors.push(err77);
 errors++;
 }
 }
-if(data35.user !== undefined){
-let data39 = data35.user;
-if(typeof data39 === "string"){
-if(func3(data39) > 63){
-const err78 = {instancePath:instancePath+"/spec/target/user",schemaPath:"#/properties/spec/properties/target/properties/user/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.user,data:data39};
+else {
+const err78 = {instancePath:instancePath+"/spec/target/database",schemaPath:"#/properties/spec/properties/target/properties/database/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.database.type,parentSchema:schema11.properties.spec.properties.target.properties.database,data:data38};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -982,8 +978,11 @@ vErrors.push(err78);
 errors++;
 }
 }
-else {
-const err79 = {instancePath:instancePath+"/spec/target/user",schemaPath:"#/properties/spec/properties/target/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.user.type,parentSchema:schema11.properties.spec.properties.target.properties.user,data:data39};
+if(data35.user !== undefined){
+let data39 = data35.user;
+if(typeof data39 === "string"){
+if(func3(data39) > 63){
+const err79 = {instancePath:instancePath+"/spec/target/user",schemaPath:"#/properties/spec/properties/target/properties/user/maxLength",keyword:"maxLength",params:{limit: 63},message:"must NOT have more than 63 characters",schema:63,parentSchema:schema11.properties.spec.properties.target.properties.user,data:data39};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -993,9 +992,8 @@ vErrors.push(err79);
 errors++;
 }
 }
-}
 else {
-const err80 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.target.type,parentSchema:schema11.properties.spec.properties.target,data:data35};
+const err80 = {instancePath:instancePath+"/spec/target/user",schemaPath:"#/properties/spec/properties/target/properties/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.target.properties.user.type,parentSchema:schema11.properties.spec.properties.target.properties.user,data:data39};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -1005,11 +1003,9 @@ vErrors.push(err80);
 errors++;
 }
 }
-if(data23.command !== undefined){
-let data40 = data23.command;
-if(typeof data40 === "string"){
-if(func3(data40) > 16384){
-const err81 = {instancePath:instancePath+"/spec/command",schemaPath:"#/properties/spec/properties/command/maxLength",keyword:"maxLength",params:{limit: 16384},message:"must NOT have more than 16384 characters",schema:16384,parentSchema:schema11.properties.spec.properties.command,data:data40};
+}
+else {
+const err81 = {instancePath:instancePath+"/spec/target",schemaPath:"#/properties/spec/properties/target/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.target.type,parentSchema:schema11.properties.spec.properties.target,data:data35};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -1019,8 +1015,11 @@ vErrors.push(err81);
 errors++;
 }
 }
-else {
-const err82 = {instancePath:instancePath+"/spec/command",schemaPath:"#/properties/spec/properties/command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.command.type,parentSchema:schema11.properties.spec.properties.command,data:data40};
+if(data23.command !== undefined){
+let data40 = data23.command;
+if(typeof data40 === "string"){
+if(func3(data40) > 16384){
+const err82 = {instancePath:instancePath+"/spec/command",schemaPath:"#/properties/spec/properties/command/maxLength",keyword:"maxLength",params:{limit: 16384},message:"must NOT have more than 16384 characters",schema:16384,parentSchema:schema11.properties.spec.properties.command,data:data40};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -1030,11 +1029,8 @@ vErrors.push(err82);
 errors++;
 }
 }
-if(data23.commandDigest !== undefined){
-let data41 = data23.commandDigest;
-if(typeof data41 === "string"){
-if(!pattern0.test(data41)){
-const err83 = {instancePath:instancePath+"/spec/commandDigest",schemaPath:"#/properties/spec/properties/commandDigest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\"",schema:"^sha256:[0-9a-f]{64}$",parentSchema:schema11.properties.spec.properties.commandDigest,data:data41};
+else {
+const err83 = {instancePath:instancePath+"/spec/command",schemaPath:"#/properties/spec/properties/command/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.command.type,parentSchema:schema11.properties.spec.properties.command,data:data40};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -1044,8 +1040,11 @@ vErrors.push(err83);
 errors++;
 }
 }
-else {
-const err84 = {instancePath:instancePath+"/spec/commandDigest",schemaPath:"#/properties/spec/properties/commandDigest/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.commandDigest.type,parentSchema:schema11.properties.spec.properties.commandDigest,data:data41};
+if(data23.commandDigest !== undefined){
+let data41 = data23.commandDigest;
+if(typeof data41 === "string"){
+if(!pattern0.test(data41)){
+const err84 = {instancePath:instancePath+"/spec/commandDigest",schemaPath:"#/properties/spec/properties/commandDigest/pattern",keyword:"pattern",params:{pattern: "^sha256:[0-9a-f]{64}$"},message:"must match pattern \""+"^sha256:[0-9a-f]{64}$"+"\"",schema:"^sha256:[0-9a-f]{64}$",parentSchema:schema11.properties.spec.properties.commandDigest,data:data41};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -1055,10 +1054,8 @@ vErrors.push(err84);
 errors++;
 }
 }
-if(data23.mode !== undefined){
-let data42 = data23.mode;
-if(typeof data42 !== "string"){
-const err85 = {instancePath:instancePath+"/spec/mode",schemaPath:"#/properties/spec/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.mode.type,parentSchema:schema11.properties.spec.properties.mode,data:data42};
+else {
+const err85 = {instancePath:instancePath+"/spec/commandDigest",schemaPath:"#/properties/spec/properties/commandDigest/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.commandDigest.type,parentSchema:schema11.properties.spec.properties.commandDigest,data:data41};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -1067,8 +1064,11 @@ vErrors.push(err85);
 }
 errors++;
 }
-if(!(((data42 === "hold") || (data42 === "return")) || (data42 === "window"))){
-const err86 = {instancePath:instancePath+"/spec/mode",schemaPath:"#/properties/spec/properties/mode/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.mode.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.mode.enum,parentSchema:schema11.properties.spec.properties.mode,data:data42};
+}
+if(data23.mode !== undefined){
+let data42 = data23.mode;
+if(typeof data42 !== "string"){
+const err86 = {instancePath:instancePath+"/spec/mode",schemaPath:"#/properties/spec/properties/mode/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.mode.type,parentSchema:schema11.properties.spec.properties.mode,data:data42};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -1077,11 +1077,8 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-if(data23.windowSeconds !== undefined){
-let data43 = data23.windowSeconds;
-if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
-const err87 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.windowSeconds.type,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
+if(!(((data42 === "hold") || (data42 === "return")) || (data42 === "window"))){
+const err87 = {instancePath:instancePath+"/spec/mode",schemaPath:"#/properties/spec/properties/mode/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.mode.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.mode.enum,parentSchema:schema11.properties.spec.properties.mode,data:data42};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -1090,9 +1087,11 @@ vErrors.push(err87);
 }
 errors++;
 }
-if((typeof data43 == "number") && (isFinite(data43))){
-if(data43 > 86400 || isNaN(data43)){
-const err88 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400},message:"must be <= 86400",schema:86400,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
+}
+if(data23.windowSeconds !== undefined){
+let data43 = data23.windowSeconds;
+if(!(((typeof data43 == "number") && (!(data43 % 1) && !isNaN(data43))) && (isFinite(data43)))){
+const err88 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.windowSeconds.type,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -1101,8 +1100,9 @@ vErrors.push(err88);
 }
 errors++;
 }
-if(data43 < 1 || isNaN(data43)){
-const err89 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
+if((typeof data43 == "number") && (isFinite(data43))){
+if(data43 > 86400 || isNaN(data43)){
+const err89 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/maximum",keyword:"maximum",params:{comparison: "<=", limit: 86400},message:"must be <= 86400",schema:86400,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -1111,12 +1111,8 @@ vErrors.push(err89);
 }
 errors++;
 }
-}
-}
-if(data23.risk !== undefined){
-let data44 = data23.risk;
-if(typeof data44 !== "string"){
-const err90 = {instancePath:instancePath+"/spec/risk",schemaPath:"#/properties/spec/properties/risk/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.risk.type,parentSchema:schema11.properties.spec.properties.risk,data:data44};
+if(data43 < 1 || isNaN(data43)){
+const err90 = {instancePath:instancePath+"/spec/windowSeconds",schemaPath:"#/properties/spec/properties/windowSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.windowSeconds,data:data43};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -1125,8 +1121,12 @@ vErrors.push(err90);
 }
 errors++;
 }
-if(!((((data44 === "low") || (data44 === "medium")) || (data44 === "high")) || (data44 === "critical"))){
-const err91 = {instancePath:instancePath+"/spec/risk",schemaPath:"#/properties/spec/properties/risk/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.risk.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.risk.enum,parentSchema:schema11.properties.spec.properties.risk,data:data44};
+}
+}
+if(data23.risk !== undefined){
+let data44 = data23.risk;
+if(typeof data44 !== "string"){
+const err91 = {instancePath:instancePath+"/spec/risk",schemaPath:"#/properties/spec/properties/risk/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.risk.type,parentSchema:schema11.properties.spec.properties.risk,data:data44};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -1135,12 +1135,8 @@ vErrors.push(err91);
 }
 errors++;
 }
-}
-if(data23.reason !== undefined){
-let data45 = data23.reason;
-if(typeof data45 === "string"){
-if(func3(data45) > 1024){
-const err92 = {instancePath:instancePath+"/spec/reason",schemaPath:"#/properties/spec/properties/reason/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.reason,data:data45};
+if(!((((data44 === "low") || (data44 === "medium")) || (data44 === "high")) || (data44 === "critical"))){
+const err92 = {instancePath:instancePath+"/spec/risk",schemaPath:"#/properties/spec/properties/risk/enum",keyword:"enum",params:{allowedValues: schema11.properties.spec.properties.risk.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.spec.properties.risk.enum,parentSchema:schema11.properties.spec.properties.risk,data:data44};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -1150,8 +1146,11 @@ vErrors.push(err92);
 errors++;
 }
 }
-else {
-const err93 = {instancePath:instancePath+"/spec/reason",schemaPath:"#/properties/spec/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reason.type,parentSchema:schema11.properties.spec.properties.reason,data:data45};
+if(data23.reason !== undefined){
+let data45 = data23.reason;
+if(typeof data45 === "string"){
+if(func3(data45) > 1024){
+const err93 = {instancePath:instancePath+"/spec/reason",schemaPath:"#/properties/spec/properties/reason/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.spec.properties.reason,data:data45};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -1161,10 +1160,8 @@ vErrors.push(err93);
 errors++;
 }
 }
-if(data23.approvalsRequired !== undefined){
-let data46 = data23.approvalsRequired;
-if(!(((typeof data46 == "number") && (!(data46 % 1) && !isNaN(data46))) && (isFinite(data46)))){
-const err94 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.approvalsRequired.type,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data46};
+else {
+const err94 = {instancePath:instancePath+"/spec/reason",schemaPath:"#/properties/spec/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reason.type,parentSchema:schema11.properties.spec.properties.reason,data:data45};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -1173,9 +1170,15 @@ vErrors.push(err94);
 }
 errors++;
 }
-if((typeof data46 == "number") && (isFinite(data46))){
-if(data46 > 10 || isNaN(data46)){
-const err95 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10",schema:10,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data46};
+}
+if(data23.reviewers !== undefined){
+let data46 = data23.reviewers;
+const _errs103 = errors;
+let valid14 = false;
+const _errs104 = errors;
+if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
+if(data46.groups === undefined){
+const err95 = {instancePath:instancePath+"/spec/reviewers",schemaPath:"#/properties/spec/properties/reviewers/anyOf/0/required",keyword:"required",params:{missingProperty: "groups"},message:"must have required property '"+"groups"+"'",schema:schema11.properties.spec.properties.reviewers.anyOf[0].required,parentSchema:schema11.properties.spec.properties.reviewers.anyOf[0],data:data46};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -1184,8 +1187,14 @@ vErrors.push(err95);
 }
 errors++;
 }
-if(data46 < 1 || isNaN(data46)){
-const err96 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data46};
+}
+var _valid0 = _errs104 === errors;
+valid14 = valid14 || _valid0;
+if(!valid14){
+const _errs105 = errors;
+if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
+if(data46.users === undefined){
+const err96 = {instancePath:instancePath+"/spec/reviewers",schemaPath:"#/properties/spec/properties/reviewers/anyOf/1/required",keyword:"required",params:{missingProperty: "users"},message:"must have required property '"+"users"+"'",schema:schema11.properties.spec.properties.reviewers.anyOf[1].required,parentSchema:schema11.properties.spec.properties.reviewers.anyOf[1],data:data46};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -1195,12 +1204,11 @@ vErrors.push(err96);
 errors++;
 }
 }
+var _valid0 = _errs105 === errors;
+valid14 = valid14 || _valid0;
 }
-if(data23.expiresAt !== undefined){
-let data47 = data23.expiresAt;
-if(typeof data47 === "string"){
-if(!(formats0.test(data47))){
-const err97 = {instancePath:instancePath+"/spec/expiresAt",schemaPath:"#/properties/spec/properties/expiresAt/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.spec.properties.expiresAt,data:data47};
+if(!valid14){
+const err97 = {instancePath:instancePath+"/spec/reviewers",schemaPath:"#/properties/spec/properties/reviewers/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf",schema:schema11.properties.spec.properties.reviewers.anyOf,parentSchema:schema11.properties.spec.properties.reviewers,data:data46};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -1209,9 +1217,21 @@ vErrors.push(err97);
 }
 errors++;
 }
+else {
+errors = _errs103;
+if(vErrors !== null){
+if(_errs103){
+vErrors.length = _errs103;
 }
 else {
-const err98 = {instancePath:instancePath+"/spec/expiresAt",schemaPath:"#/properties/spec/properties/expiresAt/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.expiresAt.type,parentSchema:schema11.properties.spec.properties.expiresAt,data:data47};
+vErrors = null;
+}
+}
+}
+if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
+for(const key8 in data46){
+if(!((key8 === "groups") || (key8 === "users"))){
+const err98 = {instancePath:instancePath+"/spec/reviewers",schemaPath:"#/properties/spec/properties/reviewers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.spec.properties.reviewers,data:data46};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -1221,9 +1241,11 @@ vErrors.push(err98);
 errors++;
 }
 }
-}
-else {
-const err99 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
+if(data46.groups !== undefined){
+let data47 = data46.groups;
+if(Array.isArray(data47)){
+if(data47.length > 32){
+const err99 = {instancePath:instancePath+"/spec/reviewers/groups",schemaPath:"#/properties/spec/properties/reviewers/properties/groups/maxItems",keyword:"maxItems",params:{limit: 32},message:"must NOT have more than 32 items",schema:32,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups,data:data47};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -1232,13 +1254,8 @@ vErrors.push(err99);
 }
 errors++;
 }
-}
-if(data.status !== undefined){
-let data48 = data.status;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-for(const key8 in data48){
-if(!(((((key8 === "phase") || (key8 === "observedGeneration")) || (key8 === "decidedAt")) || (key8 === "approvals")) || (key8 === "conditions"))){
-const err100 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data48};
+if(data47.length < 1){
+const err100 = {instancePath:instancePath+"/spec/reviewers/groups",schemaPath:"#/properties/spec/properties/reviewers/properties/groups/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups,data:data47};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -1247,11 +1264,12 @@ vErrors.push(err100);
 }
 errors++;
 }
-}
-if(data48.phase !== undefined){
-let data49 = data48.phase;
-if(typeof data49 !== "string"){
-const err101 = {instancePath:instancePath+"/status/phase",schemaPath:"#/properties/status/properties/phase/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.phase.type,parentSchema:schema11.properties.status.properties.phase,data:data49};
+const len3 = data47.length;
+for(let i3=0; i3<len3; i3++){
+let data48 = data47[i3];
+if(typeof data48 === "string"){
+if(func3(data48) > 253){
+const err101 = {instancePath:instancePath+"/spec/reviewers/groups/" + i3,schemaPath:"#/properties/spec/properties/reviewers/properties/groups/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups.items,data:data48};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -1260,8 +1278,8 @@ vErrors.push(err101);
 }
 errors++;
 }
-if(!((((((data49 === "Pending") || (data49 === "Approved")) || (data49 === "Denied")) || (data49 === "Expired")) || (data49 === "Executed")) || (data49 === "Revoked"))){
-const err102 = {instancePath:instancePath+"/status/phase",schemaPath:"#/properties/status/properties/phase/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.phase.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.phase.enum,parentSchema:schema11.properties.status.properties.phase,data:data49};
+if(func3(data48) < 1){
+const err102 = {instancePath:instancePath+"/spec/reviewers/groups/" + i3,schemaPath:"#/properties/spec/properties/reviewers/properties/groups/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups.items,data:data48};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -1271,10 +1289,8 @@ vErrors.push(err102);
 errors++;
 }
 }
-if(data48.observedGeneration !== undefined){
-let data50 = data48.observedGeneration;
-if(!(((typeof data50 == "number") && (!(data50 % 1) && !isNaN(data50))) && (isFinite(data50)))){
-const err103 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data50};
+else {
+const err103 = {instancePath:instancePath+"/spec/reviewers/groups/" + i3,schemaPath:"#/properties/spec/properties/reviewers/properties/groups/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewers.properties.groups.items.type,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups.items,data:data48};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -1284,11 +1300,9 @@ vErrors.push(err103);
 errors++;
 }
 }
-if(data48.decidedAt !== undefined){
-let data51 = data48.decidedAt;
-if(typeof data51 === "string"){
-if(!(formats0.test(data51))){
-const err104 = {instancePath:instancePath+"/status/decidedAt",schemaPath:"#/properties/status/properties/decidedAt/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.decidedAt,data:data51};
+}
+else {
+const err104 = {instancePath:instancePath+"/spec/reviewers/groups",schemaPath:"#/properties/spec/properties/reviewers/properties/groups/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.reviewers.properties.groups.type,parentSchema:schema11.properties.spec.properties.reviewers.properties.groups,data:data47};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -1298,8 +1312,11 @@ vErrors.push(err104);
 errors++;
 }
 }
-else {
-const err105 = {instancePath:instancePath+"/status/decidedAt",schemaPath:"#/properties/status/properties/decidedAt/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.decidedAt.type,parentSchema:schema11.properties.status.properties.decidedAt,data:data51};
+if(data46.users !== undefined){
+let data49 = data46.users;
+if(Array.isArray(data49)){
+if(data49.length > 64){
+const err105 = {instancePath:instancePath+"/spec/reviewers/users",schemaPath:"#/properties/spec/properties/reviewers/properties/users/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema11.properties.spec.properties.reviewers.properties.users,data:data49};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -1308,16 +1325,8 @@ vErrors.push(err105);
 }
 errors++;
 }
-}
-if(data48.approvals !== undefined){
-let data52 = data48.approvals;
-if(Array.isArray(data52)){
-const len3 = data52.length;
-for(let i3=0; i3<len3; i3++){
-let data53 = data52[i3];
-if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
-if(data53.reviewer === undefined){
-const err106 = {instancePath:instancePath+"/status/approvals/" + i3,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "reviewer"},message:"must have required property '"+"reviewer"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data53};
+if(data49.length < 1){
+const err106 = {instancePath:instancePath+"/spec/reviewers/users",schemaPath:"#/properties/spec/properties/reviewers/properties/users/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema11.properties.spec.properties.reviewers.properties.users,data:data49};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -1326,8 +1335,12 @@ vErrors.push(err106);
 }
 errors++;
 }
-if(data53.decision === undefined){
-const err107 = {instancePath:instancePath+"/status/approvals/" + i3,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "decision"},message:"must have required property '"+"decision"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data53};
+const len4 = data49.length;
+for(let i4=0; i4<len4; i4++){
+let data50 = data49[i4];
+if(typeof data50 === "string"){
+if(func3(data50) > 253){
+const err107 = {instancePath:instancePath+"/spec/reviewers/users/" + i4,schemaPath:"#/properties/spec/properties/reviewers/properties/users/items/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.spec.properties.reviewers.properties.users.items,data:data50};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -1336,8 +1349,8 @@ vErrors.push(err107);
 }
 errors++;
 }
-if(data53.at === undefined){
-const err108 = {instancePath:instancePath+"/status/approvals/" + i3,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "at"},message:"must have required property '"+"at"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data53};
+if(func3(data50) < 1){
+const err108 = {instancePath:instancePath+"/spec/reviewers/users/" + i4,schemaPath:"#/properties/spec/properties/reviewers/properties/users/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema11.properties.spec.properties.reviewers.properties.users.items,data:data50};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -1346,9 +1359,9 @@ vErrors.push(err108);
 }
 errors++;
 }
-for(const key9 in data53){
-if(!(((((key9 === "reviewer") || (key9 === "decision")) || (key9 === "reason")) || (key9 === "at")) || (key9 === "decisionRef"))){
-const err109 = {instancePath:instancePath+"/status/approvals/" + i3,schemaPath:"#/properties/status/properties/approvals/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.approvals.items,data:data53};
+}
+else {
+const err109 = {instancePath:instancePath+"/spec/reviewers/users/" + i4,schemaPath:"#/properties/spec/properties/reviewers/properties/users/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.reviewers.properties.users.items.type,parentSchema:schema11.properties.spec.properties.reviewers.properties.users.items,data:data50};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -1358,11 +1371,9 @@ vErrors.push(err109);
 errors++;
 }
 }
-if(data53.reviewer !== undefined){
-let data54 = data53.reviewer;
-if(typeof data54 === "string"){
-if(func3(data54) > 1024){
-const err110 = {instancePath:instancePath+"/status/approvals/" + i3+"/reviewer",schemaPath:"#/properties/status/properties/approvals/items/properties/reviewer/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.status.properties.approvals.items.properties.reviewer,data:data54};
+}
+else {
+const err110 = {instancePath:instancePath+"/spec/reviewers/users",schemaPath:"#/properties/spec/properties/reviewers/properties/users/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.spec.properties.reviewers.properties.users.type,parentSchema:schema11.properties.spec.properties.reviewers.properties.users,data:data49};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -1372,8 +1383,9 @@ vErrors.push(err110);
 errors++;
 }
 }
+}
 else {
-const err111 = {instancePath:instancePath+"/status/approvals/" + i3+"/reviewer",schemaPath:"#/properties/status/properties/approvals/items/properties/reviewer/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.reviewer.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.reviewer,data:data54};
+const err111 = {instancePath:instancePath+"/spec/reviewers",schemaPath:"#/properties/spec/properties/reviewers/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.properties.reviewers.type,parentSchema:schema11.properties.spec.properties.reviewers,data:data46};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -1383,10 +1395,10 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data53.decision !== undefined){
-let data55 = data53.decision;
-if(typeof data55 !== "string"){
-const err112 = {instancePath:instancePath+"/status/approvals/" + i3+"/decision",schemaPath:"#/properties/status/properties/approvals/items/properties/decision/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.decision.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.decision,data:data55};
+if(data23.approvalsRequired !== undefined){
+let data51 = data23.approvalsRequired;
+if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
+const err112 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.spec.properties.approvalsRequired.type,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data51};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -1395,8 +1407,9 @@ vErrors.push(err112);
 }
 errors++;
 }
-if(!((data55 === "approve") || (data55 === "deny"))){
-const err113 = {instancePath:instancePath+"/status/approvals/" + i3+"/decision",schemaPath:"#/properties/status/properties/approvals/items/properties/decision/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.approvals.items.properties.decision.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.approvals.items.properties.decision.enum,parentSchema:schema11.properties.status.properties.approvals.items.properties.decision,data:data55};
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 > 10 || isNaN(data51)){
+const err113 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10",schema:10,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data51};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -1405,12 +1418,8 @@ vErrors.push(err113);
 }
 errors++;
 }
-}
-if(data53.reason !== undefined){
-let data56 = data53.reason;
-if(typeof data56 === "string"){
-if(func3(data56) > 1024){
-const err114 = {instancePath:instancePath+"/status/approvals/" + i3+"/reason",schemaPath:"#/properties/status/properties/approvals/items/properties/reason/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.status.properties.approvals.items.properties.reason,data:data56};
+if(data51 < 1 || isNaN(data51)){
+const err114 = {instancePath:instancePath+"/spec/approvalsRequired",schemaPath:"#/properties/spec/properties/approvalsRequired/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema11.properties.spec.properties.approvalsRequired,data:data51};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -1420,8 +1429,12 @@ vErrors.push(err114);
 errors++;
 }
 }
-else {
-const err115 = {instancePath:instancePath+"/status/approvals/" + i3+"/reason",schemaPath:"#/properties/status/properties/approvals/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.reason.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.reason,data:data56};
+}
+if(data23.expiresAt !== undefined){
+let data52 = data23.expiresAt;
+if(typeof data52 === "string"){
+if(!(formats0.test(data52))){
+const err115 = {instancePath:instancePath+"/spec/expiresAt",schemaPath:"#/properties/spec/properties/expiresAt/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.spec.properties.expiresAt,data:data52};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -1431,11 +1444,8 @@ vErrors.push(err115);
 errors++;
 }
 }
-if(data53.at !== undefined){
-let data57 = data53.at;
-if(typeof data57 === "string"){
-if(!(formats0.test(data57))){
-const err116 = {instancePath:instancePath+"/status/approvals/" + i3+"/at",schemaPath:"#/properties/status/properties/approvals/items/properties/at/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.approvals.items.properties.at,data:data57};
+else {
+const err116 = {instancePath:instancePath+"/spec/expiresAt",schemaPath:"#/properties/spec/properties/expiresAt/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.spec.properties.expiresAt.type,parentSchema:schema11.properties.spec.properties.expiresAt,data:data52};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -1445,8 +1455,9 @@ vErrors.push(err116);
 errors++;
 }
 }
+}
 else {
-const err117 = {instancePath:instancePath+"/status/approvals/" + i3+"/at",schemaPath:"#/properties/status/properties/approvals/items/properties/at/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.at.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.at,data:data57};
+const err117 = {instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.spec.type,parentSchema:schema11.properties.spec,data:data23};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -1456,11 +1467,12 @@ vErrors.push(err117);
 errors++;
 }
 }
-if(data53.decisionRef !== undefined){
-let data58 = data53.decisionRef;
-if(typeof data58 === "string"){
-if(func3(data58) > 253){
-const err118 = {instancePath:instancePath+"/status/approvals/" + i3+"/decisionRef",schemaPath:"#/properties/status/properties/approvals/items/properties/decisionRef/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.status.properties.approvals.items.properties.decisionRef,data:data58};
+if(data.status !== undefined){
+let data53 = data.status;
+if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
+for(const key9 in data53){
+if(!(((((key9 === "phase") || (key9 === "observedGeneration")) || (key9 === "decidedAt")) || (key9 === "approvals")) || (key9 === "conditions"))){
+const err118 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status,data:data53};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -1470,8 +1482,10 @@ vErrors.push(err118);
 errors++;
 }
 }
-else {
-const err119 = {instancePath:instancePath+"/status/approvals/" + i3+"/decisionRef",schemaPath:"#/properties/status/properties/approvals/items/properties/decisionRef/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.decisionRef.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.decisionRef,data:data58};
+if(data53.phase !== undefined){
+let data54 = data53.phase;
+if(typeof data54 !== "string"){
+const err119 = {instancePath:instancePath+"/status/phase",schemaPath:"#/properties/status/properties/phase/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.phase.type,parentSchema:schema11.properties.status.properties.phase,data:data54};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -1480,10 +1494,8 @@ vErrors.push(err119);
 }
 errors++;
 }
-}
-}
-else {
-const err120 = {instancePath:instancePath+"/status/approvals/" + i3,schemaPath:"#/properties/status/properties/approvals/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.approvals.items.type,parentSchema:schema11.properties.status.properties.approvals.items,data:data53};
+if(!((((((data54 === "Pending") || (data54 === "Approved")) || (data54 === "Denied")) || (data54 === "Expired")) || (data54 === "Executed")) || (data54 === "Revoked"))){
+const err120 = {instancePath:instancePath+"/status/phase",schemaPath:"#/properties/status/properties/phase/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.phase.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.phase.enum,parentSchema:schema11.properties.status.properties.phase,data:data54};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -1493,9 +1505,10 @@ vErrors.push(err120);
 errors++;
 }
 }
-}
-else {
-const err121 = {instancePath:instancePath+"/status/approvals",schemaPath:"#/properties/status/properties/approvals/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.approvals.type,parentSchema:schema11.properties.status.properties.approvals,data:data52};
+if(data53.observedGeneration !== undefined){
+let data55 = data53.observedGeneration;
+if(!(((typeof data55 == "number") && (!(data55 % 1) && !isNaN(data55))) && (isFinite(data55)))){
+const err121 = {instancePath:instancePath+"/status/observedGeneration",schemaPath:"#/properties/status/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.observedGeneration,data:data55};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -1505,15 +1518,11 @@ vErrors.push(err121);
 errors++;
 }
 }
-if(data48.conditions !== undefined){
-let data59 = data48.conditions;
-if(Array.isArray(data59)){
-const len4 = data59.length;
-for(let i4=0; i4<len4; i4++){
-let data60 = data59[i4];
-if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
-if(data60.type === undefined){
-const err122 = {instancePath:instancePath+"/status/conditions/" + i4,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data60};
+if(data53.decidedAt !== undefined){
+let data56 = data53.decidedAt;
+if(typeof data56 === "string"){
+if(!(formats0.test(data56))){
+const err122 = {instancePath:instancePath+"/status/decidedAt",schemaPath:"#/properties/status/properties/decidedAt/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.decidedAt,data:data56};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -1522,8 +1531,9 @@ vErrors.push(err122);
 }
 errors++;
 }
-if(data60.status === undefined){
-const err123 = {instancePath:instancePath+"/status/conditions/" + i4,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data60};
+}
+else {
+const err123 = {instancePath:instancePath+"/status/decidedAt",schemaPath:"#/properties/status/properties/decidedAt/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.decidedAt.type,parentSchema:schema11.properties.status.properties.decidedAt,data:data56};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -1532,9 +1542,16 @@ vErrors.push(err123);
 }
 errors++;
 }
-for(const key10 in data60){
-if(!((((((key10 === "type") || (key10 === "status")) || (key10 === "reason")) || (key10 === "message")) || (key10 === "lastTransitionTime")) || (key10 === "observedGeneration"))){
-const err124 = {instancePath:instancePath+"/status/conditions/" + i4,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data60};
+}
+if(data53.approvals !== undefined){
+let data57 = data53.approvals;
+if(Array.isArray(data57)){
+const len5 = data57.length;
+for(let i5=0; i5<len5; i5++){
+let data58 = data57[i5];
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+if(data58.reviewer === undefined){
+const err124 = {instancePath:instancePath+"/status/approvals/" + i5,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "reviewer"},message:"must have required property '"+"reviewer"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data58};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -1543,11 +1560,8 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-if(data60.type !== undefined){
-let data61 = data60.type;
-if(typeof data61 !== "string"){
-const err125 = {instancePath:instancePath+"/status/conditions/" + i4+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data61};
+if(data58.decision === undefined){
+const err125 = {instancePath:instancePath+"/status/approvals/" + i5,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "decision"},message:"must have required property '"+"decision"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data58};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -1556,11 +1570,8 @@ vErrors.push(err125);
 }
 errors++;
 }
-}
-if(data60.status !== undefined){
-let data62 = data60.status;
-if(typeof data62 !== "string"){
-const err126 = {instancePath:instancePath+"/status/conditions/" + i4+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data62};
+if(data58.at === undefined){
+const err126 = {instancePath:instancePath+"/status/approvals/" + i5,schemaPath:"#/properties/status/properties/approvals/items/required",keyword:"required",params:{missingProperty: "at"},message:"must have required property '"+"at"+"'",schema:schema11.properties.status.properties.approvals.items.required,parentSchema:schema11.properties.status.properties.approvals.items,data:data58};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -1569,8 +1580,9 @@ vErrors.push(err126);
 }
 errors++;
 }
-if(!(((data62 === "True") || (data62 === "False")) || (data62 === "Unknown"))){
-const err127 = {instancePath:instancePath+"/status/conditions/" + i4+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data62};
+for(const key10 in data58){
+if(!(((((key10 === "reviewer") || (key10 === "decision")) || (key10 === "reason")) || (key10 === "at")) || (key10 === "decisionRef"))){
+const err127 = {instancePath:instancePath+"/status/approvals/" + i5,schemaPath:"#/properties/status/properties/approvals/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.approvals.items,data:data58};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -1580,10 +1592,11 @@ vErrors.push(err127);
 errors++;
 }
 }
-if(data60.reason !== undefined){
-let data63 = data60.reason;
-if(typeof data63 !== "string"){
-const err128 = {instancePath:instancePath+"/status/conditions/" + i4+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data63};
+if(data58.reviewer !== undefined){
+let data59 = data58.reviewer;
+if(typeof data59 === "string"){
+if(func3(data59) > 1024){
+const err128 = {instancePath:instancePath+"/status/approvals/" + i5+"/reviewer",schemaPath:"#/properties/status/properties/approvals/items/properties/reviewer/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.status.properties.approvals.items.properties.reviewer,data:data59};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -1593,10 +1606,8 @@ vErrors.push(err128);
 errors++;
 }
 }
-if(data60.message !== undefined){
-let data64 = data60.message;
-if(typeof data64 !== "string"){
-const err129 = {instancePath:instancePath+"/status/conditions/" + i4+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data64};
+else {
+const err129 = {instancePath:instancePath+"/status/approvals/" + i5+"/reviewer",schemaPath:"#/properties/status/properties/approvals/items/properties/reviewer/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.reviewer.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.reviewer,data:data59};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -1606,11 +1617,10 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data60.lastTransitionTime !== undefined){
-let data65 = data60.lastTransitionTime;
-if(typeof data65 === "string"){
-if(!(formats0.test(data65))){
-const err130 = {instancePath:instancePath+"/status/conditions/" + i4+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data65};
+if(data58.decision !== undefined){
+let data60 = data58.decision;
+if(typeof data60 !== "string"){
+const err130 = {instancePath:instancePath+"/status/approvals/" + i5+"/decision",schemaPath:"#/properties/status/properties/approvals/items/properties/decision/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.decision.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.decision,data:data60};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -1619,9 +1629,8 @@ vErrors.push(err130);
 }
 errors++;
 }
-}
-else {
-const err131 = {instancePath:instancePath+"/status/conditions/" + i4+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data65};
+if(!((data60 === "approve") || (data60 === "deny"))){
+const err131 = {instancePath:instancePath+"/status/approvals/" + i5+"/decision",schemaPath:"#/properties/status/properties/approvals/items/properties/decision/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.approvals.items.properties.decision.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.approvals.items.properties.decision.enum,parentSchema:schema11.properties.status.properties.approvals.items.properties.decision,data:data60};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -1631,10 +1640,11 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data60.observedGeneration !== undefined){
-let data66 = data60.observedGeneration;
-if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
-const err132 = {instancePath:instancePath+"/status/conditions/" + i4+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data66};
+if(data58.reason !== undefined){
+let data61 = data58.reason;
+if(typeof data61 === "string"){
+if(func3(data61) > 1024){
+const err132 = {instancePath:instancePath+"/status/approvals/" + i5+"/reason",schemaPath:"#/properties/status/properties/approvals/items/properties/reason/maxLength",keyword:"maxLength",params:{limit: 1024},message:"must NOT have more than 1024 characters",schema:1024,parentSchema:schema11.properties.status.properties.approvals.items.properties.reason,data:data61};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -1644,9 +1654,8 @@ vErrors.push(err132);
 errors++;
 }
 }
-}
 else {
-const err133 = {instancePath:instancePath+"/status/conditions/" + i4,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data60};
+const err133 = {instancePath:instancePath+"/status/approvals/" + i5+"/reason",schemaPath:"#/properties/status/properties/approvals/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.reason.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.reason,data:data61};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -1656,9 +1665,11 @@ vErrors.push(err133);
 errors++;
 }
 }
-}
-else {
-const err134 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data59};
+if(data58.at !== undefined){
+let data62 = data58.at;
+if(typeof data62 === "string"){
+if(!(formats0.test(data62))){
+const err134 = {instancePath:instancePath+"/status/approvals/" + i5+"/at",schemaPath:"#/properties/status/properties/approvals/items/properties/at/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.approvals.items.properties.at,data:data62};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -1668,9 +1679,8 @@ vErrors.push(err134);
 errors++;
 }
 }
-}
 else {
-const err135 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data48};
+const err135 = {instancePath:instancePath+"/status/approvals/" + i5+"/at",schemaPath:"#/properties/status/properties/approvals/items/properties/at/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.at.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.at,data:data62};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -1680,14 +1690,238 @@ vErrors.push(err135);
 errors++;
 }
 }
-}
-else {
-const err136 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(data58.decisionRef !== undefined){
+let data63 = data58.decisionRef;
+if(typeof data63 === "string"){
+if(func3(data63) > 253){
+const err136 = {instancePath:instancePath+"/status/approvals/" + i5+"/decisionRef",schemaPath:"#/properties/status/properties/approvals/items/properties/decisionRef/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema11.properties.status.properties.approvals.items.properties.decisionRef,data:data63};
 if(vErrors === null){
 vErrors = [err136];
 }
 else {
 vErrors.push(err136);
+}
+errors++;
+}
+}
+else {
+const err137 = {instancePath:instancePath+"/status/approvals/" + i5+"/decisionRef",schemaPath:"#/properties/status/properties/approvals/items/properties/decisionRef/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.approvals.items.properties.decisionRef.type,parentSchema:schema11.properties.status.properties.approvals.items.properties.decisionRef,data:data63};
+if(vErrors === null){
+vErrors = [err137];
+}
+else {
+vErrors.push(err137);
+}
+errors++;
+}
+}
+}
+else {
+const err138 = {instancePath:instancePath+"/status/approvals/" + i5,schemaPath:"#/properties/status/properties/approvals/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.approvals.items.type,parentSchema:schema11.properties.status.properties.approvals.items,data:data58};
+if(vErrors === null){
+vErrors = [err138];
+}
+else {
+vErrors.push(err138);
+}
+errors++;
+}
+}
+}
+else {
+const err139 = {instancePath:instancePath+"/status/approvals",schemaPath:"#/properties/status/properties/approvals/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.approvals.type,parentSchema:schema11.properties.status.properties.approvals,data:data57};
+if(vErrors === null){
+vErrors = [err139];
+}
+else {
+vErrors.push(err139);
+}
+errors++;
+}
+}
+if(data53.conditions !== undefined){
+let data64 = data53.conditions;
+if(Array.isArray(data64)){
+const len6 = data64.length;
+for(let i6=0; i6<len6; i6++){
+let data65 = data64[i6];
+if(data65 && typeof data65 == "object" && !Array.isArray(data65)){
+if(data65.type === undefined){
+const err140 = {instancePath:instancePath+"/status/conditions/" + i6,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data65};
+if(vErrors === null){
+vErrors = [err140];
+}
+else {
+vErrors.push(err140);
+}
+errors++;
+}
+if(data65.status === undefined){
+const err141 = {instancePath:instancePath+"/status/conditions/" + i6,schemaPath:"#/properties/status/properties/conditions/items/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'",schema:schema11.properties.status.properties.conditions.items.required,parentSchema:schema11.properties.status.properties.conditions.items,data:data65};
+if(vErrors === null){
+vErrors = [err141];
+}
+else {
+vErrors.push(err141);
+}
+errors++;
+}
+for(const key11 in data65){
+if(!((((((key11 === "type") || (key11 === "status")) || (key11 === "reason")) || (key11 === "message")) || (key11 === "lastTransitionTime")) || (key11 === "observedGeneration"))){
+const err142 = {instancePath:instancePath+"/status/conditions/" + i6,schemaPath:"#/properties/status/properties/conditions/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties",schema:false,parentSchema:schema11.properties.status.properties.conditions.items,data:data65};
+if(vErrors === null){
+vErrors = [err142];
+}
+else {
+vErrors.push(err142);
+}
+errors++;
+}
+}
+if(data65.type !== undefined){
+let data66 = data65.type;
+if(typeof data66 !== "string"){
+const err143 = {instancePath:instancePath+"/status/conditions/" + i6+"/type",schemaPath:"#/properties/status/properties/conditions/items/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.type.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.type,data:data66};
+if(vErrors === null){
+vErrors = [err143];
+}
+else {
+vErrors.push(err143);
+}
+errors++;
+}
+}
+if(data65.status !== undefined){
+let data67 = data65.status;
+if(typeof data67 !== "string"){
+const err144 = {instancePath:instancePath+"/status/conditions/" + i6+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.status.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data67};
+if(vErrors === null){
+vErrors = [err144];
+}
+else {
+vErrors.push(err144);
+}
+errors++;
+}
+if(!(((data67 === "True") || (data67 === "False")) || (data67 === "Unknown"))){
+const err145 = {instancePath:instancePath+"/status/conditions/" + i6+"/status",schemaPath:"#/properties/status/properties/conditions/items/properties/status/enum",keyword:"enum",params:{allowedValues: schema11.properties.status.properties.conditions.items.properties.status.enum},message:"must be equal to one of the allowed values",schema:schema11.properties.status.properties.conditions.items.properties.status.enum,parentSchema:schema11.properties.status.properties.conditions.items.properties.status,data:data67};
+if(vErrors === null){
+vErrors = [err145];
+}
+else {
+vErrors.push(err145);
+}
+errors++;
+}
+}
+if(data65.reason !== undefined){
+let data68 = data65.reason;
+if(typeof data68 !== "string"){
+const err146 = {instancePath:instancePath+"/status/conditions/" + i6+"/reason",schemaPath:"#/properties/status/properties/conditions/items/properties/reason/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.reason.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.reason,data:data68};
+if(vErrors === null){
+vErrors = [err146];
+}
+else {
+vErrors.push(err146);
+}
+errors++;
+}
+}
+if(data65.message !== undefined){
+let data69 = data65.message;
+if(typeof data69 !== "string"){
+const err147 = {instancePath:instancePath+"/status/conditions/" + i6+"/message",schemaPath:"#/properties/status/properties/conditions/items/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.message.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.message,data:data69};
+if(vErrors === null){
+vErrors = [err147];
+}
+else {
+vErrors.push(err147);
+}
+errors++;
+}
+}
+if(data65.lastTransitionTime !== undefined){
+let data70 = data65.lastTransitionTime;
+if(typeof data70 === "string"){
+if(!(formats0.test(data70))){
+const err148 = {instancePath:instancePath+"/status/conditions/" + i6+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/format",keyword:"format",params:{format: "date-time"},message:"must match format \""+"date-time"+"\"",schema:"date-time",parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data70};
+if(vErrors === null){
+vErrors = [err148];
+}
+else {
+vErrors.push(err148);
+}
+errors++;
+}
+}
+else {
+const err149 = {instancePath:instancePath+"/status/conditions/" + i6+"/lastTransitionTime",schemaPath:"#/properties/status/properties/conditions/items/properties/lastTransitionTime/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.lastTransitionTime,data:data70};
+if(vErrors === null){
+vErrors = [err149];
+}
+else {
+vErrors.push(err149);
+}
+errors++;
+}
+}
+if(data65.observedGeneration !== undefined){
+let data71 = data65.observedGeneration;
+if(!(((typeof data71 == "number") && (!(data71 % 1) && !isNaN(data71))) && (isFinite(data71)))){
+const err150 = {instancePath:instancePath+"/status/conditions/" + i6+"/observedGeneration",schemaPath:"#/properties/status/properties/conditions/items/properties/observedGeneration/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema11.properties.status.properties.conditions.items.properties.observedGeneration.type,parentSchema:schema11.properties.status.properties.conditions.items.properties.observedGeneration,data:data71};
+if(vErrors === null){
+vErrors = [err150];
+}
+else {
+vErrors.push(err150);
+}
+errors++;
+}
+}
+}
+else {
+const err151 = {instancePath:instancePath+"/status/conditions/" + i6,schemaPath:"#/properties/status/properties/conditions/items/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.properties.conditions.items.type,parentSchema:schema11.properties.status.properties.conditions.items,data:data65};
+if(vErrors === null){
+vErrors = [err151];
+}
+else {
+vErrors.push(err151);
+}
+errors++;
+}
+}
+}
+else {
+const err152 = {instancePath:instancePath+"/status/conditions",schemaPath:"#/properties/status/properties/conditions/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema11.properties.status.properties.conditions.type,parentSchema:schema11.properties.status.properties.conditions,data:data64};
+if(vErrors === null){
+vErrors = [err152];
+}
+else {
+vErrors.push(err152);
+}
+errors++;
+}
+}
+}
+else {
+const err153 = {instancePath:instancePath+"/status",schemaPath:"#/properties/status/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.properties.status.type,parentSchema:schema11.properties.status,data:data53};
+if(vErrors === null){
+vErrors = [err153];
+}
+else {
+vErrors.push(err153);
+}
+errors++;
+}
+}
+}
+else {
+const err154 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema11.type,parentSchema:schema11,data};
+if(vErrors === null){
+vErrors = [err154];
+}
+else {
+vErrors.push(err154);
 }
 errors++;
 }

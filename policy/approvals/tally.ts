@@ -5,10 +5,21 @@
 // between an approval and a denial.
 import type { ApprovalPhase, ApprovalRequest, ApprovalStatus, Review, ReviewRefusal, Reviewer } from './approval-types.ts';
 
+/**
+ * The fields of a request that deciding it reads. Every ApprovalRequest (Redis, local mode) is
+ * one; the operator builds one from an AccessRequest (operator/approvals/review-admission.ts).
+ */
+export interface ReviewableRequest {
+  readonly requester: Pick<ApprovalRequest['requester'], 'id'>;
+  readonly commandDigest: string;
+  readonly expiresAt: string;
+  readonly settings: Pick<ApprovalRequest['settings'], 'reviewers' | 'minApprovals'>;
+}
+
 const SERVICE_ACCOUNT_PREFIX = 'system:serviceaccount:';
 
 /** Why this reviewer may never review this request, whatever the review says; undefined if they may. */
-export function reviewerRefusal(request: ApprovalRequest, reviewer: Reviewer): ReviewRefusal | undefined {
+export function reviewerRefusal(request: Pick<ReviewableRequest, 'requester' | 'settings'>, reviewer: Reviewer): ReviewRefusal | undefined {
   // Checklist 1: stable ids. A workload's requester id is its SA user name; an OIDC requester's is
   // `iss#sub`, which an OIDC reviewer carries as `id` whatever their user-name claim says.
   if (reviewer.username === request.requester.id || reviewer.id === request.requester.id) return 'self-review';
@@ -21,7 +32,7 @@ export function reviewerRefusal(request: ApprovalRequest, reviewer: Reviewer): R
 }
 
 /** Why this review cannot count, looking at the review alone (not at the others). */
-function reviewRefusal(request: ApprovalRequest, review: Review, expiresAtMs: number): ReviewRefusal | undefined {
+function reviewRefusal(request: ReviewableRequest, review: Review, expiresAtMs: number): ReviewRefusal | undefined {
   const byReviewer = reviewerRefusal(request, review.reviewer);
   if (byReviewer !== undefined) return byReviewer;
   if (review.commandDigest !== request.commandDigest) return 'digest-mismatch';
@@ -32,7 +43,7 @@ function reviewRefusal(request: ApprovalRequest, review: Review, expiresAtMs: nu
   return undefined;
 }
 
-export function tally(request: ApprovalRequest, reviews: readonly Review[], now: Date): ApprovalStatus {
+export function tally(request: ReviewableRequest, reviews: readonly Review[], now: Date): ApprovalStatus {
   const expiresAtMs = Date.parse(request.expiresAt);
   const counted: Review[] = [];
   const refused: { review: Review; why: ReviewRefusal }[] = [];
