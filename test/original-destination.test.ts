@@ -29,7 +29,7 @@ import {
   type OriginalDestinationLookup,
 } from '../sidecar/original-destination.ts';
 import { createPodAndDb, type PodAndDb } from './harness/netns.ts';
-import { spawnManaged, stopProcess } from './harness/processes.ts';
+import { spawnManaged, stopProcess, waitForOutput } from './harness/processes.ts';
 
 const PROXY = 17337;
 const APP = 1000;
@@ -95,18 +95,7 @@ async function startServer(ns: string, specs: readonly string[]): Promise<void> 
     ...specs,
   ]);
   servers.push(child);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('ready')) resolve();
-    });
-    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('exit', (code) => {
-      reject(new Error(`the server in ${ns} exited with ${code}: ${err}`));
-    });
-  });
+  await waitForOutput(child, 'ready', `the server in ${ns}`);
 }
 
 before(async () => {

@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { CommandRunner } from '../../operator/interception/apply-rules.ts';
 import type { AddressFamily } from '../../operator/interception/iptables-rules.ts';
-import { run, spawnManaged, stopProcess } from './processes.ts';
+import { run, spawnManaged, stopProcess, waitForOutput } from './processes.ts';
 
 export const NETNS_NODE = process.execPath;
 
@@ -149,18 +149,7 @@ export async function createPodAndDb(label: string): Promise<PodAndDb> {
     async startListeners(ns, uid, specs) {
       const child = spawnManaged('ip', ['netns', 'exec', ns, ...asIds(uid, uid), NETNS_NODE, '-e', SERVER, ...specs]);
       children.push(child);
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        let err = '';
-        child.stdout?.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (out.includes('ready')) resolve();
-        });
-        child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-        child.once('exit', (code) => {
-          reject(new Error(`listeners ${specs.join(' ')} in ${ns} exited with ${code}: ${err}`));
-        });
-      });
+      await waitForOutput(child, 'ready', `listeners ${specs.join(' ')} in ${ns}`);
     },
     async connect(uid, gid, host, port) {
       return (await sh(inPod([...asIds(uid, gid), NETNS_NODE, '-e', CLIENT, host, String(port)]))).trim();

@@ -61,3 +61,19 @@ export async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 
     child.kill(signal);
   });
 }
+
+/** Resolves when the child prints `marker` on stdout; rejects (with its stderr) if it exits first. */
+export async function waitForOutput(child: ChildProcess, marker: string, what: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(marker)) resolve();
+    });
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('exit', (code) => {
+      reject(new Error(`${what} exited with ${code}: ${err}`));
+    });
+  });
+}
