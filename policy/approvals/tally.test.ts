@@ -178,3 +178,26 @@ describe('tally', () => {
     assert.equal(reviewerRefusal(request(), { username: 'x@example.com', groups: ['DBA'], via: 'oidc' }), 'not-an-allowed-reviewer');
   });
 });
+
+describe('tally: one person, one voice (aliases)', () => {
+  it('counts one approval when the same subject reviews with and without an email claim', () => {
+    const withEmail: Reviewer = { username: 'dana@example.com', groups: ['dba'], id: 'https://idp.example#dana', via: 'oidc' };
+    const withoutEmail: Reviewer = { username: 'dana', groups: ['dba'], id: 'https://idp.example#dana', via: 'oidc' };
+    const status = tally(request({ settings: settings({ minApprovals: 2 }) }), [review(withEmail, 'approve'), review(withoutEmail, 'approve')], BEFORE_EXPIRY);
+    assert.equal(status.phase, 'Pending');
+    assert.deepEqual(status.refused.map((r) => r.why), ['duplicate']);
+  });
+
+  it('counts one approval for the same user name in another case or from another issuer', () => {
+    const first: Reviewer = { username: 'Erin@Example.com', groups: ['dba'], id: 'https://idp-a.example#erin', via: 'oidc' };
+    const second: Reviewer = { username: 'erin@example.com', groups: ['dba'], id: 'https://idp-b.example#e-123', via: 'oidc' };
+    const status = tally(request({ settings: settings({ minApprovals: 2 }) }), [review(first, 'approve'), review(second, 'approve')], BEFORE_EXPIRY);
+    assert.equal(status.phase, 'Pending');
+  });
+
+  it('refuses a reviewer whose user name is the requester display name, in any case', () => {
+    const requester = { id: 'https://idp.example#app-7f3a', kind: 'OIDC' as const, displayName: 'Frank@Example.com' };
+    const frank: Reviewer = { username: 'frank@example.com', groups: ['dba'], id: 'https://other-app.example#f-9', via: 'oidc' };
+    assert.equal(reviewerRefusal(request({ requester }), frank), 'self-review');
+  });
+});

@@ -23,6 +23,11 @@ export function reviewerRefusal(request: Pick<ReviewableRequest, 'requester' | '
   // Checklist 1: stable ids. A workload's requester id is its SA user name; an OIDC requester's is
   // `iss#sub`, which an OIDC reviewer carries as `id` whatever their user-name claim says.
   if (reviewer.username === request.requester.id || reviewer.id === request.requester.id) return 'self-review';
+  // Aliases: the same person through another client or IdP application (Entra ID issues a `sub`
+  // per application) shows up under the requester's display name or id in another case.
+  const folded = reviewer.username.toLowerCase();
+  const requesterNames = [request.requester.id, request.requester.displayName].filter((n): n is string => n !== undefined && n !== '');
+  if (requesterNames.some((name) => name.toLowerCase() === folded)) return 'self-review';
   // Checklist 2: workloads and bots (including Custos's own service accounts) never approve.
   if (reviewer.username.startsWith(SERVICE_ACCOUNT_PREFIX)) return 'service-account-reviewer';
   const allowed = request.settings.reviewers;
@@ -41,6 +46,11 @@ function reviewRefusal(request: ReviewableRequest, review: Review, expiresAtMs: 
   if (!Number.isFinite(at) || at >= expiresAtMs) return 'after-expiry';
   if (review.reason.trim().length === 0) return 'reason-required';
   return undefined;
+}
+
+/** The keys one person is known by: the stable id when there is one, and the user name, folded. */
+function personKeys(reviewer: Reviewer): string[] {
+  return [...(reviewer.id === undefined ? [] : [`id:${reviewer.id}`]), `name:${reviewer.username.toLowerCase()}`];
 }
 
 export function tally(request: ReviewableRequest, reviews: readonly Review[], now: Date): ApprovalStatus {
@@ -62,19 +72,22 @@ export function tally(request: ReviewableRequest, reviews: readonly Review[], no
       refused.push({ review, why });
       continue;
     }
-    // Checklist 3: one voice per reviewer; the first counted review stands (no changing sides).
-    if (countedReviewers.has(review.reviewer.username)) {
+    // Checklist 3: one voice per person; the first counted review stands (no changing sides). A
+    // person is the same if either the stable id (`iss#sub`) or the user name matches: one token
+    // with an email claim and one without must not make two approvers.
+    const keys = personKeys(review.reviewer);
+    if (keys.some((key) => countedReviewers.has(key))) {
       refused.push({ review, why: 'duplicate' });
       continue;
     }
-    countedReviewers.add(review.reviewer.username);
+    for (const key of keys) countedReviewers.add(key);
     counted.push(review);
     if (review.decision === 'deny') {
       // Checklist 5: any eligible deny ends the request.
       phase = 'Denied';
       decidedAt = review.at;
     } else {
-      approvers.add(review.reviewer.username);
+      approvers.add(keys[0] ?? review.reviewer.username);
       if (approvers.size >= request.settings.minApprovals) {
         phase = 'Approved';
         decidedAt = review.at;
