@@ -112,6 +112,15 @@ describe('admitReview refuses attacks', () => {
       message: /it is their own request/,
     },
     {
+      name: 'the requester under its display name, in another case (an alias through another client)',
+      input: input({
+        userInfo: { username: 'Billing-Bot@example.com', groups: ['dba'] },
+        accessRequest: accessRequest({ phase: 'Pending' }, { requester: { id: 'https://idp.example.com#9f2c', kind: 'OIDC', displayName: 'billing-bot@example.com' } }),
+      }),
+      refusal: 'self-review',
+      message: /Billing-Bot@example\.com may not review .*it is their own request/,
+    },
+    {
       name: 'an outsider (authenticated, not in dba, not a named user)',
       input: input({ userInfo: MALLORY }),
       refusal: 'not-an-allowed-reviewer',

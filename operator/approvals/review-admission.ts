@@ -63,7 +63,10 @@ export type ReviewAdmission =
 export function reviewableFromAccessRequest(request: AccessRequest): ReviewableRequest {
   const reviewers = request.spec.reviewers;
   return {
-    requester: { id: request.spec.requester.id },
+    requester: {
+      id: request.spec.requester.id,
+      ...(request.spec.requester.displayName === undefined ? {} : { displayName: request.spec.requester.displayName }),
+    },
     commandDigest: request.spec.commandDigest,
     expiresAt: request.spec.expiresAt,
     settings: {

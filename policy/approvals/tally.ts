@@ -10,7 +10,7 @@ import type { ApprovalPhase, ApprovalRequest, ApprovalStatus, Review, ReviewRefu
  * one; the operator builds one from an AccessRequest (operator/approvals/review-admission.ts).
  */
 export interface ReviewableRequest {
-  readonly requester: Pick<ApprovalRequest['requester'], 'id'>;
+  readonly requester: Pick<ApprovalRequest['requester'], 'id' | 'displayName'>;
   readonly commandDigest: string;
   readonly expiresAt: string;
   readonly settings: Pick<ApprovalRequest['settings'], 'reviewers' | 'minApprovals'>;
