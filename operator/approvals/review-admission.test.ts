@@ -175,6 +175,12 @@ describe('admitReview refuses attacks', () => {
       message: /alice@example\.com has already reviewed payments\/ar-7k2mq4x6c3ha: each reviewer has one voice/,
     },
     {
+      name: 'a second review by the same person under a differently cased user name',
+      input: input({ userInfo: { username: 'Alice@Example.com', groups: ['dba'] }, accessRequest: accessRequest({ phase: 'Pending', approvals: [{ reviewer: 'alice@example.com', decision: 'approve', at: '2026-11-29T10:10:00Z' }] }) }),
+      refusal: 'duplicate',
+      message: /Alice@Example\.com has already reviewed/,
+    },
+    {
       name: 'an UPDATE flipping a decision',
       input: input({ operation: 'UPDATE', review: submitted({ decision: 'deny', reviewer: { username: 'alice@example.com', groups: ['dba', 'system:authenticated'], uid: 'alice-uid' } }) }),
       refusal: 'create-only',

@@ -247,7 +247,9 @@ export function admitReview(input: ReviewAdmissionInput): ReviewAdmission {
   if (phase === undefined) return refuse('not-open', `${name} is not open for review yet (the operator has not set its phase); try again in a moment`);
   if (phase === 'Expired') return byTally('after-expiry');
   if (phase !== 'Pending') return byTally('after-decision');
-  if ((accessRequest.status?.approvals ?? []).some((counted) => counted.reviewer === reviewer.username)) return byTally('duplicate');
+  // One voice per person, with user names case-folded as the tally compares them.
+  const folded = reviewer.username.toLowerCase();
+  if ((accessRequest.status?.approvals ?? []).some((counted) => counted.reviewer.toLowerCase() === folded)) return byTally('duplicate');
 
   // Everything the tally checks about a single review: digest, time against expiresAt, reason.
   const review: Review = { reviewer: asReviewer, decision: submitted.decision, reason: submitted.reason, at: now.toISOString(), commandDigest: submitted.commandDigest };
