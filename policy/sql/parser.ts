@@ -5,6 +5,7 @@ import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-que
 import { CustosError } from '../../lib/errors.ts';
 import type { SqlAnalysis, StatementFacts } from '../types.ts';
 import { classifyStatement } from './classify.ts';
+import { scrubLiterals } from './scrub-literals.ts';
 
 let loaded: Promise<void> | undefined;
 let ready = false;
@@ -64,12 +65,15 @@ export function analyseSql(text: string): SqlAnalysis {
   return { ok: true, statements, ...auditText(text, statements.length) };
 }
 
-/** Normalized text (constants → $n) and fingerprint; never the literal text. */
+/**
+ * Normalized text (constants → $n) and fingerprint; never the literal text. normalize leaves
+ * constants in some statements (utility statements, PREPARE/EXECUTE): scrubLiterals takes them out.
+ */
 function auditText(text: string, count: number): { normalized: string; fingerprint: string } {
   if (count === 0) return { normalized: '', fingerprint: '' };
   let normalized: string;
   try {
-    normalized = normalizeSync(text);
+    normalized = scrubLiterals(normalizeSync(text));
   } catch {
     normalized = '(normalization failed)';
   }
