@@ -11,6 +11,8 @@ export const ERR_APPROVAL_RECORD_INVALID = 'ERR_APPROVAL_RECORD_INVALID';
 /** Bounds on what a reviewer may store: the reason is shown to people, the token is a JWT. */
 export const MAX_REVIEW_REASON_LENGTH = 1024;
 export const MAX_REVIEW_TOKEN_LENGTH = 8192;
+/** The longest window grant any rule may give (APPROVAL_LIMITS.windowSeconds.max). */
+export const MAX_WINDOW_SECONDS = 28_800;
 const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
 
 /**
@@ -92,7 +94,12 @@ function parseSettings(record: Record<string, unknown>): ApprovalSettings {
   const grant = obj(record, 'grant', 'settings');
   let parsedGrant: ApprovalSettings['grant'];
   if (grant['scope'] === 'once') parsedGrant = { scope: 'once' };
-  else if (grant['scope'] === 'window') parsedGrant = { scope: 'window', windowSeconds: positiveInteger(grant, 'windowSeconds', 'settings.grant') };
+  else if (grant['scope'] === 'window') {
+    const windowSeconds = positiveInteger(grant, 'windowSeconds', 'settings.grant');
+    // No rule can grant a longer window (policy/approvals/compile-approval.ts): a longer one was written by hand.
+    if (windowSeconds > MAX_WINDOW_SECONDS) throw invalid('settings.grant.windowSeconds is above the maximum');
+    parsedGrant = { scope: 'window', windowSeconds };
+  }
   else throw invalid('settings.grant.scope');
   return {
     reviewers: { groups: stringList(reviewers, 'groups', 'settings.reviewers'), users: stringList(reviewers, 'users', 'settings.reviewers') },

@@ -8,14 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { approvalDigest, windowGrantDigest } from '../../policy/approvals/approval-digest.ts';
-import type { ApprovalRequest, ApprovalStatus, Review, ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
+import type { ApprovalRequest, ApprovalSettings, ApprovalStatus, Review, ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
 import { newRequestId } from '../../policy/approvals/request-id.ts';
 import { tally } from '../../policy/approvals/tally.ts';
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS, TokenVerificationError } from '../identity/token-verifier.ts';
 import {
   claimKey, digestIndexKey, PENDING_INBOX_KEY, RECORD_RETENTION_SECONDS, requestKey, reviewChannel, reviewsKey, windowGrantKey,
 } from './approval-keys.ts';
-import { parseRequest, parseReviewRecord, serializeRequest, type ReviewRecord } from './approval-records.ts';
+import { MAX_WINDOW_SECONDS, parseRequest, parseReviewRecord, serializeRequest, type ReviewRecord } from './approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk, ApprovalService } from './approval-service.ts';
 import { ReviewerVerifier } from './reviewer-verifier.ts';
 
@@ -130,7 +130,7 @@ export class RedisApprovalService implements ApprovalService {
       });
       const indexed = await this.#redis.get(digestIndexKey(digest));
       if (indexed !== null) {
-        const answer = await this.#answerExisting(indexed, digest, now);
+        const answer = await this.#answerExisting(indexed, digest, ask, now);
         if (answer !== undefined) return answer;
       }
       return await this.#file(ask, digest, indexed ?? '', now);
@@ -200,8 +200,13 @@ export class RedisApprovalService implements ApprovalService {
     const { request } = loaded;
     // The grant key is only an index: the window is re-derived from the verified request, so a
     // key planted in Redis cannot grant anything the reviews do not.
-    if (request.settings.grant.scope !== 'window' || request.requester.id !== ask.requester.id || request.fingerprint !== ask.fingerprint
-      || request.target.name !== ask.target.name || JSON.stringify(request.gateway) !== JSON.stringify(this.#gateway)) return undefined;
+    if (request.settings.grant.scope !== 'window' || request.fingerprint !== ask.fingerprint
+      || request.target.name !== ask.target.name) return undefined;
+    const untrusted = this.#untrusted(request, ask, now);
+    if (untrusted !== undefined) {
+      this.#logger?.warn({ approvalRequest: id, why: untrusted }, 'window grant request record not trusted');
+      return undefined;
+    }
     const status = await this.#tally(loaded, now);
     if (status.phase !== 'Approved' || status.decidedAt === undefined) return undefined;
     if (now >= Date.parse(status.decidedAt) + request.settings.grant.windowSeconds * 1000) return undefined;
@@ -209,9 +214,18 @@ export class RedisApprovalService implements ApprovalService {
   }
 
   /** Answers from the request the digest index names; undefined when a new request must be filed. */
-  async #answerExisting(id: string, digest: string, now: number): Promise<ApprovalAnswer | undefined> {
+  async #answerExisting(id: string, digest: string, ask: ApprovalAsk, now: number): Promise<ApprovalAnswer | undefined> {
     const loaded = await this.#load(id);
     if (loaded?.request.commandDigest !== digest) return undefined;
+    // A record that is not what this sidecar would have filed for this ask (rewritten in Redis, or
+    // filed under a rule that has changed since) decides nothing: a fresh request replaces it in
+    // the digest index and goes to the reviewers under the rule as it stands now.
+    const untrusted = this.#untrusted(loaded.request, ask, now);
+    if (untrusted !== undefined) {
+      this.#logger?.warn({ approvalRequest: id, why: untrusted }, 'approval request record not trusted; filing a new request');
+      await this.#redis.zrem(PENDING_INBOX_KEY, id);
+      return undefined;
+    }
     const status = await this.#tally(loaded, now);
     // Expired, or denied and past its expiry: the same statement may ask again with a new request
     // (a denial stands for the request's lifetime, so resending does not spam reviewers).
@@ -220,6 +234,24 @@ export class RedisApprovalService implements ApprovalService {
       return undefined;
     }
     return this.#conclude(loaded.request, status, now);
+  }
+
+  /**
+   * Why a stored request cannot answer this ask (undefined if it can). Redis is writable by more
+   * than this sidecar, so only what the digest does not bind is checked here: whose request it is,
+   * which gateway holds it, the settings it is decided under (those of the rule asking now, so a
+   * tightened rule also applies to requests already filed), and its lifetime.
+   */
+  #untrusted(request: ApprovalRequest, ask: ApprovalAsk, now: number): string | undefined {
+    if (request.requester.id !== ask.requester.id || request.requester.kind !== ask.requester.kind) return 'requester-mismatch';
+    if (!sameGateway(request.gateway, this.#gateway)) return 'gateway-mismatch';
+    if (!sameSettings(request.settings, ask.settings)) return 'settings-mismatch';
+    const created = Date.parse(request.createdAt);
+    const expires = Date.parse(request.expiresAt);
+    if (!(created <= now)) return 'created-in-future';
+    if (!(Math.abs(expires - created - request.settings.ttlSeconds * 1000) <= 1000)) return 'lifetime-mismatch';
+    if (request.settings.grant.scope === 'window' && request.settings.grant.windowSeconds > MAX_WINDOW_SECONDS) return 'window-too-long';
+    return undefined;
   }
 
   async #decide(request: ApprovalRequest): Promise<ApprovalAnswer> {
@@ -285,7 +317,7 @@ export class RedisApprovalService implements ApprovalService {
       return { outcome: 'pending', request, created: true };
     }
     // Another execution of the same statement filed first: answer from its request.
-    const answer = await this.#answerExisting(reply[1], digest, now);
+    const answer = await this.#answerExisting(reply[1], digest, ask, now);
     if (answer === undefined) throw new Error('approval request for this statement changed concurrently');
     return answer;
   }
@@ -355,6 +387,22 @@ export class RedisApprovalService implements ApprovalService {
     // Never the record itself: it holds the reviewer's token.
     this.#logger?.warn({ approvalRequest: request.id, why, ...(detail === undefined ? {} : { detail }) }, 'approval review not counted');
   }
+}
+
+function sameGateway(a: ApprovalRequest['gateway'], b: ApprovalRequest['gateway']): boolean {
+  return a.id === b.id && a.namespace === b.namespace && a.pod === b.pod && a.podUid === b.podUid;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((member, i) => member === b[i]);
+}
+
+/** Field by field (not JSON text: key order is not meaning), every field of ApprovalSettings. */
+function sameSettings(a: ApprovalSettings, b: ApprovalSettings): boolean {
+  return sameList(a.reviewers.groups, b.reviewers.groups) && sameList(a.reviewers.users, b.reviewers.users)
+    && a.minApprovals === b.minApprovals && a.mode === b.mode && a.holdTimeoutSeconds === b.holdTimeoutSeconds
+    && a.ttlSeconds === b.ttlSeconds && a.grant.scope === b.grant.scope
+    && (a.grant.scope === 'once' || (b.grant.scope === 'window' && a.grant.windowSeconds === b.grant.windowSeconds));
 }
 
 function unavailable(e: unknown): ApprovalAnswer {

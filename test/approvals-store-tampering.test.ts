@@ -1,0 +1,220 @@
+// Attacks on the local-mode approval store by someone who can write to Redis (docs/adr/0009,
+// "limits"): rewriting a filed request (its times, its settings, its requester), reviving a request
+// the sidecar already saw denied or expired with a backdated approval, hiding a deny whose token
+// cannot be verified right now, and stretching a window grant to other tables or to a statement
+// without its WHERE clause. None of them may end in `approved`.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type { ApprovalRequest, ApprovalSettings, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import { requestKey, reviewsKey } from '../sidecar/approvals/approval-keys.ts';
+import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
+import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
+import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
+import { createLocalIssuer, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
+import { startRedis, type RedisInstance } from './harness/redis.ts';
+
+const REVIEWER_ISSUER = 'https://reviewers.example';
+const AUDIENCE = 'custos-reviewers';
+const GATEWAY = { id: 'billing-sidecar', namespace: 'payments', pod: 'billing-0', podUid: 'pod-uid-0' };
+
+let redis: RedisInstance;
+let admin: Redis;
+let issuer: LocalIssuer;
+let dir: string;
+let auth: ReviewerAuthentication;
+let skewMs = 0;
+const clock = (): number => Date.now() + skewMs;
+const services: RedisApprovalService[] = [];
+const warnings: Record<string, unknown>[] = [];
+
+before(async () => {
+  redis = await startRedis();
+  admin = new Redis(redis.url);
+  issuer = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', clock });
+  dir = await mkdtemp(join(tmpdir(), 'custos-approvals-tamper-'));
+  await issuer.writeJwksFile(join(dir, 'reviewers.jwks'));
+  auth = {
+    issuer: REVIEWER_ISSUER, audience: AUDIENCE, jwksFile: join(dir, 'reviewers.jwks'),
+    usernameClaim: 'email', groupsClaim: 'groups', maxTokenAgeSeconds: 600,
+  };
+});
+
+after(async () => {
+  await Promise.all(services.map((s) => s.close()));
+  admin.disconnect();
+  await redis.destroy();
+  await rm(dir, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  skewMs = 0;
+  warnings.length = 0;
+  await admin.flushall();
+});
+
+function service(options: { gateway?: ApprovalRequest['gateway']; authentication?: ReviewerAuthentication } = {}): RedisApprovalService {
+  const created = new RedisApprovalService({
+    redisUrl: redis.url, gateway: options.gateway ?? GATEWAY, reviewerAuthentication: options.authentication ?? auth, clock, pollIntervalMs: 100,
+    logger: { warn: (o: unknown) => { warnings.push(o as Record<string, unknown>); }, info: () => undefined } as never,
+  });
+  services.push(created);
+  return created;
+}
+
+function settings(overrides: Partial<ApprovalSettings> = {}): ApprovalSettings {
+  return {
+    reviewers: { groups: ['dba'], users: [] }, minApprovals: 1, mode: 'return', holdTimeoutSeconds: 300, ttlSeconds: 3600,
+    grant: { scope: 'once' }, ...overrides,
+  };
+}
+
+function ask(overrides: Partial<ApprovalAsk> = {}): ApprovalAsk {
+  return {
+    requester: { id: 'system:serviceaccount:payments:billing', kind: 'ServiceAccount' },
+    target: { name: 'invoices-db', protocol: 'postgres', database: 'app', user: 'app' },
+    policy: { name: 'billing', namespace: 'payments', version: '7', rule: 'unbounded-deletes' },
+    sql: 'DELETE FROM invoices',
+    command: 'DELETE FROM invoices',
+    fingerprint: 'fp-delete-invoices',
+    reason: 'JIRA-42 purge',
+    settings: settings(),
+    ...overrides,
+  };
+}
+
+function reviewerToken(email: string, groups: readonly string[], options: { issuedAt?: number; expiresInSeconds?: number; by?: LocalIssuer } = {}): Promise<string> {
+  return (options.by ?? issuer).mint({ email, groups }, {
+    audience: AUDIENCE, subject: email.split('@')[0] ?? email,
+    ...(options.issuedAt === undefined ? {} : { issuedAt: options.issuedAt }),
+    ...(options.expiresInSeconds === undefined ? {} : { expiresInSeconds: options.expiresInSeconds }),
+  });
+}
+
+/** A review pushed straight into Redis, as an attacker (or the CLI) stores it. */
+async function push(request: ApprovalRequest, decision: 'approve' | 'deny', token: string, atMs = clock(), reason = 'checked'): Promise<void> {
+  await admin.rpush(reviewsKey(request.id), serializeReviewRecord({ decision, reason, at: new Date(atMs).toISOString(), commandDigest: request.commandDigest, token }));
+}
+
+function pendingRequest(answer: ApprovalAnswer): ApprovalRequest {
+  if (answer.outcome !== 'pending') assert.fail(`expected pending, got ${answer.outcome}`);
+  return answer.request;
+}
+
+async function file(svc: RedisApprovalService, question = ask()): Promise<ApprovalRequest> {
+  const answer = await svc.ask(question);
+  assert.equal(answer.created, true);
+  return pendingRequest(answer);
+}
+
+/** Rewrites the stored request record (what a Redis writer can do). */
+async function rewrite(request: ApprovalRequest, change: (stored: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
+  const text = await admin.get(requestKey(request.id));
+  assert.ok(text !== null);
+  await admin.set(requestKey(request.id), JSON.stringify(change(JSON.parse(text) as Record<string, unknown>)), 'KEEPTTL');
+}
+
+describe('approval store tampering: rewritten request records', () => {
+  it('does not let a rewritten createdAt make an old harvested token fit', async () => {
+    const svc = service();
+    const request = await file(svc);
+    const now = clock();
+    // A genuine dba token harvested 2000 s ago (it aged out long before this request existed).
+    const harvested = await reviewerToken('dana@example.com', ['dba'], { issuedAt: Math.floor(now / 1000) - 2000, expiresInSeconds: 300 });
+    await rewrite(request, (stored) => ({ ...stored, createdAt: new Date(now - 2100_000).toISOString() }));
+    await push(request, 'approve', harvested, now - 1900_000);
+    const answer = await svc.ask(ask());
+    assert.notEqual(answer.outcome, 'approved');
+    // The tampered record is set aside: a fresh request goes to the reviewers.
+    assert.equal(answer.created, true);
+    assert.notEqual(pendingRequest(answer).id, request.id);
+  });
+
+  it('refuses a request whose createdAt is in the future', async () => {
+    const svc = service();
+    const request = await file(svc);
+    await rewrite(request, (stored) => ({
+      ...stored, createdAt: new Date(clock() + 3_600_000).toISOString(), expiresAt: new Date(clock() + 7_200_000).toISOString(),
+    }));
+    const answer = await svc.ask(ask());
+    assert.equal(answer.created, true);
+    assert.notEqual(pendingRequest(answer).id, request.id);
+  });
+
+  it('does not take settings from the stored request: added reviewers, widened windows, a tightened rule', async () => {
+    const svc = service();
+    const windowed = ask({ settings: settings({ grant: { scope: 'window', windowSeconds: 600 } }) });
+    const request = await file(svc, windowed);
+    // mallory (not a dba) adds herself as a reviewer user and widens the window to a year.
+    await rewrite(request, (stored) => ({
+      ...stored, settings: { ...(stored['settings'] as object), reviewers: { groups: ['dba'], users: ['mallory@example.com'] }, grant: { scope: 'window', windowSeconds: 600 } },
+    }));
+    await push(request, 'approve', await reviewerToken('mallory@example.com', ['dev']));
+    const answer = await svc.ask(windowed);
+    assert.notEqual(answer.outcome, 'approved');
+    assert.equal(answer.created, true);
+
+    // A stored window wider than any rule allows is refused when parsed.
+    const second = pendingRequest(answer);
+    await rewrite(second, (stored) => ({ ...stored, settings: { ...(stored['settings'] as object), grant: { scope: 'window', windowSeconds: 31_536_000 } } }));
+    const parsed = await svc.ask(windowed);
+    assert.notEqual(parsed.outcome, 'approved');
+
+    // The rule was tightened to two approvals after a request was filed and approved by one: the
+    // request filed under the old rule does not run the statement.
+    await admin.flushall();
+    const loose = await file(svc, ask());
+    await push(loose, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    const tightened = await svc.ask(ask({ settings: settings({ minApprovals: 2 }) }));
+    assert.notEqual(tightened.outcome, 'approved');
+    assert.equal(tightened.created, true);
+  });
+
+  it('does not let a window grant outlive its bound through a rewritten request', async () => {
+    const svc = service();
+    const windowed = ask({ settings: settings({ grant: { scope: 'window', windowSeconds: 600 } }), sql: 'DELETE FROM invoices WHERE id = 1' });
+    const request = await file(svc, windowed);
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    assert.equal((await svc.ask(windowed)).outcome, 'approved');
+    await rewrite(request, (stored) => ({ ...stored, settings: { ...(stored['settings'] as object), grant: { scope: 'window', windowSeconds: 86_400 } } }));
+    skewMs = 700_000;
+    const later = await svc.ask({ ...windowed, sql: 'DELETE FROM invoices WHERE id = 2', settings: settings({ grant: { scope: 'window', windowSeconds: 86_400 } }) });
+    assert.notEqual(later.outcome, 'approved');
+  });
+
+  it('does not let a rewritten requester turn a self-review into a review by someone else', async () => {
+    const svc = service();
+    const dana = ask({ requester: { id: `${REVIEWER_ISSUER}#dana`, kind: 'OIDC' } });
+    const request = await file(svc, dana);
+    await rewrite(request, (stored) => ({ ...stored, requester: { id: `${REVIEWER_ISSUER}#someone-else`, kind: 'OIDC' } }));
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    const answer = await svc.ask(dana);
+    assert.notEqual(answer.outcome, 'approved');
+    assert.equal(answer.created, true);
+  });
+
+  it('does not answer another requester, or another gateway, from a request rewritten to name them', async () => {
+    const svc = service();
+    const request = await file(svc);
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    // The approved request is re-pointed at the billing SA's digest entry from another requester's.
+    const other = ask({ requester: { id: 'system:serviceaccount:payments:other', kind: 'ServiceAccount' } });
+    const otherRequest = await file(svc, other);
+    await rewrite(request, (stored) => ({ ...stored, id: otherRequest.id, commandDigest: otherRequest.commandDigest }));
+    await admin.set(requestKey(otherRequest.id), (await admin.get(requestKey(request.id))) ?? '', 'KEEPTTL');
+    await admin.rpush(reviewsKey(otherRequest.id), ...(await admin.lrange(reviewsKey(request.id), 0, -1)).map((r) => r.replace(request.commandDigest, otherRequest.commandDigest)));
+    const answer = await svc.ask(other);
+    assert.notEqual(answer.outcome, 'approved');
+
+    // The same record under another gateway: this sidecar does not take it.
+    await admin.flushall();
+    const mine = await file(svc);
+    await rewrite(mine, (stored) => ({ ...stored, gateway: { id: 'elsewhere' } }));
+    await push(mine, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    const elsewhere = await svc.ask(ask());
+    assert.notEqual(elsewhere.outcome, 'approved');
+  });
+});
