@@ -661,6 +661,8 @@ export class PostgresSession {
     const service = this.#env.approvals;
     if (service === undefined) return { kind: 'refuse', refusal: { sqlstate: '57014', message: 'approval service unavailable: the statement was not run' } };
     const target = this.#requireTarget();
+    const upstream = this.#upstream;
+    if (upstream === undefined) return { kind: 'refuse', refusal: { sqlstate: '57014', message: 'the session has no upstream connection: the statement was not run' } };
     const slash = policy.name.indexOf('/');
     const reason = this.#reason();
     const hold = new AbortController();
@@ -669,10 +671,13 @@ export class PostgresSession {
       return await passApprovalGate(service, {
         ask: {
           requester: requesterOf(this.#identity),
+          // Bound into the digest: the database and role the statement really runs in and as (the
+          // client may choose the database when the target does not pin one).
           target: {
             name: target.name,
             protocol: 'postgres',
-            ...(target.database !== undefined ? { database: target.database } : {}),
+            database: upstream.database,
+            user: upstream.user,
           },
           policy: {
             name: slash < 0 ? policy.name : policy.name.slice(slash + 1),

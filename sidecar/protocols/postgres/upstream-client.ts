@@ -58,6 +58,9 @@ export interface UpstreamConnection {
   readonly encrypted: boolean;
   /** The authentication the server asked for. */
   readonly authMethod: 'trust' | 'scram-sha-256' | 'md5' | 'password';
+  /** The database and role this connection logged in to (what its statements really run in, and as). */
+  readonly database: string;
+  readonly user: string;
 }
 
 /** An ErrorResponse from the server during startup (wrong password, unknown database, too many connections…). */
@@ -345,6 +348,8 @@ async function startup(channel: Channel, o: UpstreamOptions, failed: () => Custo
             transactionStatus: msg.status,
             encrypted: channel.encrypted,
             authMethod,
+            database: o.database,
+            user: o.user,
           };
         }
         default:
