@@ -54,6 +54,37 @@ function approved(request: ApprovalRequest): ApprovalAnswer {
   return { outcome: 'approved', request, via: 'claim', status: { phase: 'Approved', counted: [], refused: [] } };
 }
 
+describe('approval gate races (fake service)', () => {
+  for (const reason of ['cancel', 'disconnect'] as const) {
+    it(`a ${reason} that lands while the approval is claimed refuses the statement (57014, approval.cancelled, no approval.executed)`, async () => {
+      const hold = new AbortController();
+      const events: ApprovalEvent[] = [];
+      const verdict = await passApprovalGate(fakeService(() => { hold.abort(reason); }, approved), {
+        ask: ASK, rule: 'r', signal: hold.signal, now: Date.now,
+        record: (event) => { events.push(event); return Promise.resolve(true); },
+      });
+      assert.equal(verdict.kind, 'refuse');
+      assert.equal(verdict.refusal.sqlstate, '57014');
+      assert.deepEqual(events.map((e) => e.type), ['approval.requested', 'approval.cancelled']);
+      assert.equal(events[1]?.approval?.id, 'ar-aaaaaaaaaaaa');
+    });
+  }
+
+  it('beforeRun is checked before approval.executed is written, and the abort before beforeRun', async () => {
+    const hold = new AbortController();
+    const events: ApprovalEvent[] = [];
+    const order: string[] = [];
+    const verdict = await passApprovalGate(fakeService(() => undefined, approved), {
+      ask: ASK, rule: 'r', signal: hold.signal, now: Date.now,
+      beforeRun: () => { order.push('beforeRun'); return undefined; },
+      record: (event) => { order.push(event.type); events.push(event); return Promise.resolve(true); },
+    });
+    assert.equal(verdict.kind, 'run');
+    assert.deepEqual(order, ['approval.requested', 'beforeRun', 'approval.executed']);
+  });
+
+});
+
 const REVIEWER = { email: 'alice@example.com', groups: ['dba'] } as const;
 
 function approval(mode: 'hold' | 'return'): Record<string, unknown> {

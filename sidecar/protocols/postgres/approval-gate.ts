@@ -13,6 +13,10 @@
 //   cancelled              → 57014 "canceling statement due to user request", approval.cancelled
 //   consumed               → one fresh ask (a single-use approval is spent), else 57014
 //   unavailable            → 57014 "approval service unavailable"
+//
+// An approved statement still runs only if, after the claim, no cancel or disconnect arrived and
+// `beforeRun` (the session: still open, caller still valid) has no objection; approval.executed is
+// written last, right before the statement runs.
 import type { AuditApproval, AuditEventType } from '../../../audit/event.ts';
 import type { ApprovalRequest, ApprovalStatus } from '../../../policy/approvals/approval-types.ts';
 import type { ApprovalAnswer, ApprovalAsk, ApprovalService } from '../../approvals/approval-service.ts';
@@ -34,7 +38,10 @@ export interface ApprovalGateInput {
   /** Aborted by a CancelRequest for this session ('cancel') or the client going away ('disconnect'). */
   readonly signal: AbortSignal;
   readonly now: () => number;
-  /** Last check before an approved statement runs (e.g. the caller's token still valid); a refusal stops it. */
+  /**
+   * Last check before an approved statement runs (the session still open, the caller's token still
+   * valid); a refusal stops it.
+   */
   readonly beforeRun?: () => Refusal | undefined;
   /** Appends an approval event; resolves false when the audit log refused it. */
   readonly record: (event: ApprovalEvent) => Promise<boolean>;
@@ -86,9 +93,9 @@ async function holdFor(service: ApprovalService, request: ApprovalRequest, input
     if (isAborted(input.signal)) return { outcome: 'cancelled', request };
     return { outcome: 'unavailable', error: e instanceof Error ? e.message : String(e) };
   }
-  // An abort wins over whatever the wait answered, except an approval already claimed: that claim
-  // is spent either way, and running what was approved is the truthful outcome.
-  if (isAborted(input.signal) && answer.outcome !== 'approved') return { outcome: 'cancelled', request };
+  // An abort wins over whatever the wait answered, an approval already claimed included: the claim
+  // is spent, but the client that asked has cancelled or gone (conclude checks again after this).
+  if (isAborted(input.signal)) return { outcome: 'cancelled', request };
   if (answer.outcome === 'pending') return { outcome: 'timeout', request };
   return answer;
 }
@@ -101,6 +108,13 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
   switch (answer.outcome) {
     case 'approved': {
       const approval = { ...auditApproval(answer.request, answer.status), via: answer.via };
+      // A cancel or disconnect that arrived while the approval was decided or claimed still wins.
+      if (isAborted(input.signal)) {
+        return refuse(
+          { type: 'approval.cancelled', outcome: 'failure', approval, message: `approved, but not run: ${cancelReason(input.signal)}` },
+          { message: 'canceling statement due to user request', detail: `the statement was waiting for approval request ${answer.request.id}` },
+        );
+      }
       const stop = input.beforeRun?.();
       if (stop !== undefined) {
         await input.record({ type: 'approval.cancelled', outcome: 'failure', approval, message: `approved, but not run: ${stop.message}` });

@@ -694,12 +694,15 @@ export class PostgresSession {
         },
         rule: approval.rule,
         signal: hold.signal,
-        // A long hold may outlast the caller's token: an approved statement still needs a valid caller.
+        // An approved statement still needs an open session and a valid caller (a long hold may
+        // outlast the caller's token).
         beforeRun: () => {
+          if (this.#closed) return { sqlstate: '57014', message: 'the client disconnected while the statement waited for approval' };
           const caller = this.#identity.caller;
-          return caller?.expiresAt !== undefined && this.#env.now() / 1000 > caller.expiresAt
-            ? { sqlstate: '57014', message: 'the caller token expired while the statement waited for approval: reconnect with a fresh token and run it again' }
-            : undefined;
+          if (caller?.expiresAt !== undefined && this.#env.now() / 1000 > caller.expiresAt) {
+            return { sqlstate: '57014', message: 'the caller token expired while the statement waited for approval: reconnect with a fresh token and run it again' };
+          }
+          return undefined;
         },
         now: this.#env.now,
         record: (event) => this.#recordApproval(event, attempt),
