@@ -83,6 +83,19 @@ describe('approval gate races (fake service)', () => {
     assert.deepEqual(order, ['approval.requested', 'beforeRun', 'approval.executed']);
   });
 
+  it('an outage after the request is known keeps the request id in the audit event', async () => {
+    for (const waited of [(): Error => new Error('redis down'), (): ApprovalAnswer => ({ outcome: 'unavailable', error: 'redis down' })]) {
+      const events: ApprovalEvent[] = [];
+      const verdict = await passApprovalGate(fakeService(() => undefined, waited), {
+        ask: ASK, rule: 'r', signal: new AbortController().signal, now: Date.now,
+        record: (event) => { events.push(event); return Promise.resolve(true); },
+      });
+      assert.equal(verdict.kind, 'refuse');
+      const last = events.at(-1);
+      assert.match(last?.message ?? '', /approval service unavailable/);
+      assert.equal(last?.approval?.id, 'ar-aaaaaaaaaaaa', 'the unavailable event names the request');
+    }
+  });
 });
 
 const REVIEWER = { email: 'alice@example.com', groups: ['dba'] } as const;

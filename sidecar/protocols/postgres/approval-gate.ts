@@ -12,11 +12,11 @@
 //   expired / hold timeout → 57014, approval.expired
 //   cancelled              → 57014 "canceling statement due to user request", approval.cancelled
 //   consumed               → one fresh ask (a single-use approval is spent), else 57014
-//   unavailable            → 57014 "approval service unavailable"
+//   unavailable            → 57014 "approval service unavailable" (naming the request once it is known)
 //
 // An approved statement still runs only if, after the claim, no cancel or disconnect arrived and
-// `beforeRun` (the session: still open, caller still valid) has no objection; approval.executed is
-// written last, right before the statement runs.
+// `beforeRun` (the session: still open, caller still valid, the current policy still decides the
+// same) has no objection; approval.executed is written last, right before the statement runs.
 import type { AuditApproval, AuditEventType } from '../../../audit/event.ts';
 import type { ApprovalRequest, ApprovalStatus } from '../../../policy/approvals/approval-types.ts';
 import type { ApprovalAnswer, ApprovalAsk, ApprovalService } from '../../approvals/approval-service.ts';
@@ -40,7 +40,7 @@ export interface ApprovalGateInput {
   readonly now: () => number;
   /**
    * Last check before an approved statement runs (the session still open, the caller's token still
-   * valid); a refusal stops it.
+   * valid, the policy in force now still asking for this approval); a refusal stops it.
    */
   readonly beforeRun?: () => Refusal | undefined;
   /** Appends an approval event; resolves false when the audit log refused it. */
@@ -80,7 +80,11 @@ async function askSafely(service: ApprovalService, ask: ApprovalAsk): Promise<Ap
   }
 }
 
-type HoldAnswer = ApprovalAnswer | { readonly outcome: 'cancelled' | 'timeout'; readonly request: ApprovalRequest };
+type HoldAnswer =
+  | Exclude<ApprovalAnswer, { readonly outcome: 'unavailable' }>
+  | { readonly outcome: 'cancelled' | 'timeout'; readonly request: ApprovalRequest }
+  /** The service failed; `request` when it failed after the request was known (audited with its id). */
+  | { readonly outcome: 'unavailable'; readonly error: string; readonly request?: ApprovalRequest };
 
 async function holdFor(service: ApprovalService, request: ApprovalRequest, input: ApprovalGateInput): Promise<HoldAnswer> {
   const holdUntil = input.now() + request.settings.holdTimeoutSeconds * 1000;
@@ -91,12 +95,13 @@ async function holdFor(service: ApprovalService, request: ApprovalRequest, input
     answer = await service.wait(request, { signal: input.signal, deadline });
   } catch (e: unknown) {
     if (isAborted(input.signal)) return { outcome: 'cancelled', request };
-    return { outcome: 'unavailable', error: e instanceof Error ? e.message : String(e) };
+    return { outcome: 'unavailable', error: e instanceof Error ? e.message : String(e), request };
   }
   // An abort wins over whatever the wait answered, an approval already claimed included: the claim
   // is spent, but the client that asked has cancelled or gone (conclude checks again after this).
   if (isAborted(input.signal)) return { outcome: 'cancelled', request };
   if (answer.outcome === 'pending') return { outcome: 'timeout', request };
+  if (answer.outcome === 'unavailable') return { ...answer, request };
   return answer;
 }
 
@@ -179,7 +184,12 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
     case 'unavailable':
       // The error text stays in the audit event; the client learns only that the service failed.
       return refuse(
-        { type: 'approval.requested', outcome: 'failure', message: `approval service unavailable: ${printable(answer.error)}` },
+        {
+          type: 'approval.requested',
+          outcome: 'failure',
+          ...(answer.request !== undefined ? { approval: auditApproval(answer.request, undefined) } : {}),
+          message: `approval service unavailable: ${printable(answer.error)}`,
+        },
         { message: 'approval service unavailable: the statement was not run', hint: 'retry later' },
       );
     default: {
