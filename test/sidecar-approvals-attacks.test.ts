@@ -208,4 +208,39 @@ describe('approval attacks against a real sidecar', () => {
     }
   });
 
+  it('a policy reloaded during a hold is decided again: a statement now denied does not run', async () => {
+    const name = uniqueName('redecide');
+    const client = await connect(name, stack.postgres.database);
+    const original = await readFile(stack.policyFile, 'utf8');
+    try {
+      const held = client.query('DELETE FROM invoices').then(() => assert.fail('ran though the policy now denies it'), (e: unknown) => e as Error & { code?: string });
+      const events = await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'approval.requested'), 15_000);
+      const id = byReason(events, name).find((e) => e.event_type === 'approval.requested')?.approval?.id;
+      assert.ok(id !== undefined);
+      const doc = parseDocument(original);
+      doc.setIn(['spec', 'rules', 1, 'action'], 'deny');
+      doc.deleteIn(['spec', 'rules', 1, 'approval']);
+      doc.setIn(['spec', 'rules', 1, 'message'], 'no more wipes');
+      const reloads = (stack.logs().match(/policy reloaded/g) ?? []).length;
+      await writeFile(`${stack.policyFile}.tmp`, doc.toString());
+      await rename(`${stack.policyFile}.tmp`, stack.policyFile);
+      const deadline = Date.now() + 15_000;
+      while ((stack.logs().match(/policy reloaded/g) ?? []).length === reloads && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok((stack.logs().match(/policy reloaded/g) ?? []).length > reloads, 'the sidecar reloaded the policy');
+      await approve(id, 'approved before anyone noticed the policy change');
+      const error = await held;
+      assert.equal(error.code, '42501');
+      assert.match(error.message, /permission denied by policy rule "approve-unfiltered-deletes": no more wipes/);
+      assert.equal(await amounts(stack.postgres.database), '11,21,31,41,51');
+      const mine = byReason(await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'approval.cancelled'), 15_000), name);
+      const cancelled = mine.find((e: AuditEvent) => e.event_type === 'approval.cancelled');
+      assert.equal(cancelled?.approval?.id, id);
+      assert.match(cancelled.message ?? '', /policy/);
+      assert.ok(!mine.some((e) => e.event_type === 'approval.executed'));
+    } finally {
+      await writeFile(`${stack.policyFile}.tmp`, original);
+      await rename(`${stack.policyFile}.tmp`, stack.policyFile);
+      await client.end();
+    }
+  });
 });

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { AuditApproval, AuditEvent, AuditEventDraft, AuditLog, AuditTarget } from '../../../audit/event.ts';
 import { CustosError, isCustosError } from '../../../lib/errors.ts';
@@ -625,7 +626,7 @@ export class PostgresSession {
     decision: Decision,
     approvable: boolean,
     masking: MaskingCheck,
-  ): { kind: 'ask'; rule: string; settings: ApprovalSettings } | { kind: 'refuse'; refusal: Refusal } | undefined {
+  ): ApprovalNeed | { kind: 'refuse'; refusal: Refusal } | undefined {
     if (!approvable && masking.kind !== 'approve') return undefined;
     if (masking.kind === 'refuse') return undefined;
     const rule = approvable ? (decision.rule ?? '(default)') : 'masking.predicates';
@@ -646,7 +647,31 @@ export class PostgresSession {
         refusal: { sqlstate: '57014', message: `approval required by ${approvable ? `policy rule "${rule}"` : 'masking policy'}, which names no reviewers (no approval settings), so the statement was not run` },
       };
     }
-    return { kind: 'ask', rule, settings };
+    return { kind: 'ask', rule, settings, source: approvable ? 'rule' : 'masking' };
+  }
+
+  /**
+   * After a hold (up to an hour), the policy in force may no longer be the one that asked: the
+   * statement runs only if the current policy still asks the same approval of it (same rule
+   * source, same settings) or now allows it; otherwise it is refused with the new decision.
+   */
+  #redecide(analysis: SqlAnalysis, asked: ApprovalNeed): Refusal | undefined {
+    const policy = this.#env.policy();
+    const decision = policy.decide({ identity: this.#identity, target: this.#requireTarget().name, sql: analysis, searchPath: this.#searchPath });
+    const changed = (now: string): Refusal => ({
+      sqlstate: '57014',
+      message: `the policy changed while the statement waited for approval (${now}), so the statement was not run: run it again to be decided under policy version ${policy.version}`,
+    });
+    if (decision.action === 'allow') {
+      if (asked.source === 'rule') return undefined;
+      const current = this.#env.masking?.current()?.rules.predicatesApproval;
+      return current !== undefined && sameSettings(current, asked.settings) ? undefined : changed('the masking policy asks other approval settings');
+    }
+    if (decision.action === 'require-approval' && decision.reason !== 'unparseable') {
+      if (asked.source === 'rule' && decision.approval !== undefined && sameSettings(decision.approval, asked.settings)) return undefined;
+      return changed(`rule "${decision.rule ?? '(default)'}" now asks other approval settings`);
+    }
+    return refusalFor(decision, policy.name);
   }
 
   /** Files (or finds) the approval request and waits for it as the mode says; the pipeline waits too. */
@@ -656,7 +681,7 @@ export class PostgresSession {
     sql: string,
     parameters: readonly (Buffer | null)[] | undefined,
     attempt: AuditEvent,
-    approval: { rule: string; settings: ApprovalSettings },
+    approval: ApprovalNeed,
   ): Promise<{ kind: 'run'; approval: AuditApproval } | { kind: 'refuse'; refusal: Refusal }> {
     const service = this.#env.approvals;
     if (service === undefined) return { kind: 'refuse', refusal: { sqlstate: '57014', message: 'approval service unavailable: the statement was not run' } };
@@ -695,14 +720,14 @@ export class PostgresSession {
         rule: approval.rule,
         signal: hold.signal,
         // An approved statement still needs an open session and a valid caller (a long hold may
-        // outlast the caller's token).
+        // outlast the caller's token), and the policy in force now must still decide the same.
         beforeRun: () => {
           if (this.#closed) return { sqlstate: '57014', message: 'the client disconnected while the statement waited for approval' };
           const caller = this.#identity.caller;
           if (caller?.expiresAt !== undefined && this.#env.now() / 1000 > caller.expiresAt) {
             return { sqlstate: '57014', message: 'the caller token expired while the statement waited for approval: reconnect with a fresh token and run it again' };
           }
-          return undefined;
+          return this.#redecide(analysis, approval);
         },
         now: this.#env.now,
         record: (event) => this.#recordApproval(event, attempt),
@@ -1390,6 +1415,19 @@ function requesterOf(identity: RequestIdentity): Requester {
     return { id, kind: 'ServiceAccount', displayName: id };
   }
   return { id: workload !== undefined ? `${workload.issuer}#${workload.subject}` : 'unknown', kind: 'OIDC' };
+}
+
+/** A statement waiting for a reviewer: the rule (or masking policy) that asked, and its settings. */
+interface ApprovalNeed {
+  readonly kind: 'ask';
+  readonly rule: string;
+  readonly settings: ApprovalSettings;
+  /** A policy rule's require-approval decision, or the masking policy's (a condition on a masked column). */
+  readonly source: 'rule' | 'masking';
+}
+
+function sameSettings(a: ApprovalSettings, b: ApprovalSettings): boolean {
+  return isDeepStrictEqual(a, b);
 }
 
 /** The client-visible refusal for a decision other than allow. */
