@@ -218,3 +218,35 @@ describe('approval store tampering: rewritten request records', () => {
     assert.notEqual(elsewhere.outcome, 'approved');
   });
 });
+
+describe('approval store tampering: finality', () => {
+  it('never revives a request this sidecar saw denied, even with a backdated approval that tallies first', async () => {
+    const svc = service();
+    const request = await file(svc);
+    const filedAt = Date.parse(request.createdAt);
+    await push(request, 'deny', await reviewerToken('erin@example.com', ['dba']), clock(), 'no ticket');
+    assert.equal((await svc.ask(ask())).outcome, 'denied');
+    // The attacker rewrites the review list: a genuine approval dated before the deny goes first.
+    const approval = await reviewerToken('dana@example.com', ['dba']);
+    await admin.del(reviewsKey(request.id));
+    await push(request, 'approve', approval, filedAt + 1);
+    for (const outcome of [(await svc.ask(ask())).outcome, (await svc.ask(ask())).outcome]) {
+      assert.ok(['denied', 'consumed'].includes(outcome), outcome);
+    }
+  });
+
+  it('never revives a request this sidecar saw expired with a backdated approval', async () => {
+    const svc = service();
+    const short = ask({ settings: settings({ ttlSeconds: 60 }) });
+    const request = await file(svc, short);
+    skewMs = 61_000;
+    const held = await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 1000) });
+    assert.equal(held.outcome, 'expired');
+    // A genuine reviewer token whose review is backdated into the request's lifetime.
+    const backdatedAt = Date.parse(request.createdAt) + 30_000;
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba'], { issuedAt: Math.floor(backdatedAt / 1000) - 10 }), backdatedAt);
+    assert.notEqual((await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 300) })).outcome, 'approved');
+    const again = await svc.ask(short);
+    assert.notEqual(again.outcome, 'approved');
+  });
+});

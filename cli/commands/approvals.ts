@@ -15,7 +15,7 @@ import { isRequestId } from '../../policy/approvals/request-id.ts';
 import { tally } from '../../policy/approvals/tally.ts';
 import { claimKey, PENDING_INBOX_KEY, requestKey, reviewChannel, reviewsKey } from '../../sidecar/approvals/approval-keys.ts';
 import {
-  MAX_REVIEW_REASON_LENGTH, MAX_REVIEW_TOKEN_LENGTH, parseRequest, parseReviewRecord, serializeReviewRecord, type ReviewRecord,
+  finalPhase, MAX_REVIEW_REASON_LENGTH, MAX_REVIEW_TOKEN_LENGTH, parseRequest, parseReviewRecord, serializeReviewRecord, type ReviewRecord,
 } from '../../sidecar/approvals/approval-records.ts';
 
 export const APPROVALS_USAGE = `usage:
@@ -164,7 +164,7 @@ interface Stored {
 }
 
 async function loadStored(redis: Redis, id: string): Promise<Stored> {
-  const [text, records, claim] = await Promise.all([redis.get(requestKey(id)), redis.lrange(reviewsKey(id), 0, -1), redis.exists(claimKey(id))]);
+  const [text, records, claim] = await Promise.all([redis.get(requestKey(id)), redis.lrange(reviewsKey(id), 0, -1), redis.get(claimKey(id))]);
   if (text === null) throw new Refusal(`no approval request ${id} (never filed, or removed after its retention)`);
   const parsed: ReviewRecord[] = [];
   for (const record of records) {
@@ -174,7 +174,8 @@ async function loadStored(redis: Redis, id: string): Promise<Stored> {
       // Shown as a count only; the sidecar ignores such records too.
     }
   }
-  return { request: parseRequest(text, id), records: parsed, claimed: claim === 1 };
+  // The claim key also records a request the sidecar saw end Denied or Expired: not an execution.
+  return { request: parseRequest(text, id), records: parsed, claimed: claim !== null && finalPhase(claim) === undefined };
 }
 
 /** Unverified claims of a JWT payload; undefined when it is not a compact JWS with a JSON payload. */

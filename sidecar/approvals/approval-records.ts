@@ -31,6 +31,17 @@ export interface ReviewRecord {
   readonly token: string;
 }
 
+/** The claim key's value once a request was seen Denied or Expired (never a claim's JSON, which
+ * names the gateway that executed the statement). */
+export const FINAL_CLAIM_PREFIX = 'final:';
+
+/** The final phase a claim key records, if it records one. */
+export function finalPhase(claim: string | null): 'Denied' | 'Expired' | undefined {
+  if (claim === `${FINAL_CLAIM_PREFIX}Denied`) return 'Denied';
+  if (claim === `${FINAL_CLAIM_PREFIX}Expired`) return 'Expired';
+  return undefined;
+}
+
 function invalid(what: string): CustosError {
   return new CustosError(ERR_APPROVAL_RECORD_INVALID, `malformed approval record: ${what}`);
 }

@@ -15,7 +15,9 @@ import { DEFAULT_CLOCK_TOLERANCE_SECONDS, TokenVerificationError } from '../iden
 import {
   claimKey, digestIndexKey, PENDING_INBOX_KEY, RECORD_RETENTION_SECONDS, requestKey, reviewChannel, reviewsKey, windowGrantKey,
 } from './approval-keys.ts';
-import { MAX_WINDOW_SECONDS, parseRequest, parseReviewRecord, serializeRequest, type ReviewRecord } from './approval-records.ts';
+import {
+  FINAL_CLAIM_PREFIX, finalPhase, MAX_WINDOW_SECONDS, parseRequest, parseReviewRecord, serializeRequest, type ReviewRecord,
+} from './approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk, ApprovalService } from './approval-service.ts';
 import { ReviewerVerifier } from './reviewer-verifier.ts';
 
@@ -207,6 +209,10 @@ export class RedisApprovalService implements ApprovalService {
       this.#logger?.warn({ approvalRequest: id, why: untrusted }, 'window grant request record not trusted');
       return undefined;
     }
+    // A window is only ever opened by a successful claim: no claim, or a request this sidecar saw
+    // denied or expired, grants nothing.
+    const claim = await this.#redis.get(claimKey(id));
+    if (claim === null || finalPhase(claim) !== undefined) return undefined;
     const status = await this.#tally(loaded, now);
     if (status.phase !== 'Approved' || status.decidedAt === undefined) return undefined;
     if (now >= Date.parse(status.decidedAt) + request.settings.grant.windowSeconds * 1000) return undefined;
@@ -227,13 +233,14 @@ export class RedisApprovalService implements ApprovalService {
       return undefined;
     }
     const status = await this.#tally(loaded, now);
+    const answer = await this.#conclude(loaded.request, status, now);
     // Expired, or denied and past its expiry: the same statement may ask again with a new request
     // (a denial stands for the request's lifetime, so resending does not spam reviewers).
-    if (status.phase === 'Expired' || (status.phase === 'Denied' && now >= Date.parse(loaded.request.expiresAt))) {
+    if (answer.outcome === 'expired' || (answer.outcome === 'denied' && now >= Date.parse(loaded.request.expiresAt))) {
       await this.#redis.zrem(PENDING_INBOX_KEY, id);
       return undefined;
     }
-    return this.#conclude(loaded.request, status, now);
+    return answer;
   }
 
   /**
@@ -258,11 +265,18 @@ export class RedisApprovalService implements ApprovalService {
     const now = this.#clock();
     const records = await this.#redis.lrange(reviewsKey(request.id), 0, -1);
     const status = await this.#tally({ request, records }, now);
-    if (status.phase === 'Expired') {
-      await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
-      return { outcome: 'expired', request, status };
-    }
-    return this.#conclude(request, status, now);
+    const answer = await this.#conclude(request, status, now);
+    if (answer.outcome === 'expired') await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
+    return answer;
+  }
+
+  /**
+   * Records that this sidecar saw the request end Denied or Expired, in the claim key (`SET NX`), so
+   * no later review — a backdated approval that tallies before the deny, or one dated inside the
+   * request's lifetime but pushed after it expired — can ever claim it.
+   */
+  async #finalize(request: ApprovalRequest, phase: 'Denied' | 'Expired', now: number): Promise<void> {
+    await this.#redis.set(claimKey(request.id), `${FINAL_CLAIM_PREFIX}${phase}`, 'PX', this.#recordTtlMs(request, now), 'NX');
   }
 
   async #conclude(request: ApprovalRequest, status: ApprovalStatus, now: number): Promise<ApprovalAnswer> {
@@ -270,15 +284,23 @@ export class RedisApprovalService implements ApprovalService {
       case 'Pending':
         return { outcome: 'pending', request };
       case 'Denied':
+        await this.#finalize(request, 'Denied', now);
         await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
         return { outcome: 'denied', request, status };
       case 'Expired':
+        await this.#finalize(request, 'Expired', now);
         return { outcome: 'expired', request, status };
       case 'Approved': {
         await this.#redis.zrem(PENDING_INBOX_KEY, request.id);
         const claim = JSON.stringify({ gateway: this.#gateway, at: new Date(now).toISOString() });
         const claimed = await this.#redis.set(claimKey(request.id), claim, 'PX', this.#recordTtlMs(request, now), 'NX');
         if (claimed !== 'OK') {
+          // Already seen Denied or Expired: that stands, whatever the reviews now say.
+          const final = finalPhase(await this.#redis.get(claimKey(request.id)));
+          if (final !== undefined) {
+            const ended: ApprovalStatus = { phase: final, counted: status.counted, refused: status.refused };
+            return { outcome: final === 'Denied' ? 'denied' : 'expired', request, status: ended };
+          }
           await this.#redis.eval(FORGET_DIGEST_SCRIPT, 1, digestIndexKey(request.commandDigest), request.id);
           return { outcome: 'consumed', request };
         }
