@@ -250,3 +250,41 @@ describe('approval store tampering: finality', () => {
     assert.notEqual(again.outcome, 'approved');
   });
 });
+
+describe('approval store tampering: denials that cannot be verified right now', () => {
+  it('answers unavailable, not approved, while the reviewer JWKS is unreachable and a deny is on record', async () => {
+    const { jwksFile: _file, ...rest } = auth;
+    const down: ReviewerAuthentication = { ...rest, jwksUri: 'http://127.0.0.1:1/jwks' };
+    const svc = service({ authentication: down });
+    const request = await file(svc);
+    await push(request, 'deny', await reviewerToken('erin@example.com', ['dba']), clock(), 'no ticket');
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    assert.equal((await svc.ask(ask())).outcome, 'unavailable');
+    assert.equal((await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 300) })).outcome, 'unavailable');
+    // With the keys back the deny counts first: denied, never approved.
+    const healthy = service();
+    assert.equal((await healthy.ask(ask())).outcome, 'denied');
+  });
+
+  it('answers unavailable when a deny is signed with a key id the JWKS does not (yet) hold', async () => {
+    const svc = service();
+    const request = await file(svc);
+    const rotated = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: 'next-key', clock });
+    await push(request, 'deny', await reviewerToken('erin@example.com', ['dba'], { by: rotated }), clock(), 'no ticket');
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    assert.equal((await svc.ask(ask())).outcome, 'unavailable');
+    assert.equal((await svc.ask(ask())).outcome, 'unavailable');
+  });
+
+  it('still ignores (and logs) a deny whose token is permanently invalid', async () => {
+    const svc = service();
+    const request = await file(svc);
+    const impostor = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: issuer.kid, clock });
+    const now = Math.floor(clock() / 1000);
+    await push(request, 'deny', await reviewerToken('erin@example.com', ['dba'], { by: impostor }), clock(), 'forged');
+    await push(request, 'deny', await reviewerToken('frank@example.com', ['dba'], { issuedAt: now - 1200, expiresInSeconds: 600 }), clock(), 'expired');
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    assert.equal((await svc.ask(ask())).outcome, 'approved');
+    assert.deepEqual(warnings.filter((w) => w['approvalRequest'] === request.id).map((w) => w['why']).sort(), ['bad-signature', 'expired']);
+  });
+});

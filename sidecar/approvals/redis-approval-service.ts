@@ -42,6 +42,12 @@ return 0
 
 const MAX_CACHED_REVIEWERS = 1000;
 
+/** Verification failures that may pass later with the same token: keys not loaded, a kid not yet published. */
+const TRANSIENT_REASONS: ReadonlySet<string> = new Set(['keys-unavailable', 'unknown-kid']);
+
+/** A review that cannot be verified now but might verify later (only denies are reported so). */
+const UNVERIFIABLE_NOW = Symbol('unverifiable-now');
+
 export interface RedisApprovalServiceOptions {
   readonly redisUrl: string;
   /** This sidecar: bound into every digest, so an approval never runs on another pod. */
@@ -361,13 +367,21 @@ export class RedisApprovalService implements ApprovalService {
     const reviews: Review[] = [];
     for (const record of loaded.records) {
       const review = await this.#verifiedReview(loaded.request, record, now);
+      if (review === UNVERIFIABLE_NOW) {
+        // A deny that may well be genuine but cannot be checked right now (reviewer keys
+        // unreachable, a key id not yet published): ignoring it could let a later approval win a
+        // race the deny won. What was decided before it stands; otherwise nobody can say yet.
+        const before = tally(loaded.request, reviews, new Date(now));
+        if (before.phase !== 'Pending') return before;
+        throw new Error(`approval request ${loaded.request.id}: a deny cannot be verified right now (reviewer keys unavailable)`);
+      }
       if (review !== undefined) reviews.push(review);
     }
     return tally(loaded.request, reviews, new Date(now));
   }
 
   /** The review with its reviewer established from its token; undefined (and logged) when it cannot count. */
-  async #verifiedReview(request: ApprovalRequest, text: string, now: number): Promise<Review | undefined> {
+  async #verifiedReview(request: ApprovalRequest, text: string, now: number): Promise<Review | typeof UNVERIFIABLE_NOW | undefined> {
     let record: ReviewRecord;
     try {
       record = parseReviewRecord(text);
@@ -393,7 +407,13 @@ export class RedisApprovalService implements ApprovalService {
       try {
         reviewer = await verifier.verify(record.token, new Date(at));
       } catch (e: unknown) {
-        this.#logRefusal(request, text, e instanceof TokenVerificationError ? e.reason : 'verification-failed');
+        const why = e instanceof TokenVerificationError ? e.reason : 'verification-failed';
+        if (record.decision === 'deny' && (!(e instanceof TokenVerificationError) || TRANSIENT_REASONS.has(e.reason))) {
+          this.#logRefusal(request, text, 'deny-not-verifiable-yet', why);
+          return UNVERIFIABLE_NOW;
+        }
+        // Bad signature, another issuer or audience, expired or too old at the review time: never counts.
+        this.#logRefusal(request, text, why);
         return undefined;
       }
       if (this.#reviewers.size >= MAX_CACHED_REVIEWERS) this.#reviewers.clear();
