@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ApprovalRequest, ApprovalSettings, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
 import { requestKey, reviewsKey } from '../sidecar/approvals/approval-keys.ts';
 import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
@@ -32,6 +33,7 @@ const services: RedisApprovalService[] = [];
 const warnings: Record<string, unknown>[] = [];
 
 before(async () => {
+  await loadSqlParser();
   redis = await startRedis();
   admin = new Redis(redis.url);
   issuer = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', clock });
@@ -286,5 +288,40 @@ describe('approval store tampering: denials that cannot be verified right now', 
     await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
     assert.equal((await svc.ask(ask())).outcome, 'approved');
     assert.deepEqual(warnings.filter((w) => w['approvalRequest'] === request.id).map((w) => w['why']).sort(), ['bad-signature', 'expired']);
+  });
+});
+
+/** An ask as the session builds it: normalized text and libpg_query's fingerprint of the real statement. */
+function statement(sql: string, overrides: Partial<ApprovalAsk> = {}): ApprovalAsk {
+  const analysis = analyseSql(sql);
+  if (!analysis.ok) assert.fail(analysis.error);
+  return ask({ sql, command: analysis.normalized, fingerprint: analysis.fingerprint, ...overrides });
+}
+
+describe('approval store tampering: window grants', () => {
+  it('does not stretch a window to another schema or to the statement without its WHERE clause', async () => {
+    const svc = service();
+    const windowed = settings({ grant: { scope: 'window', windowSeconds: 600 } });
+    const approvedStatement = statement('DELETE FROM scratch.invoices WHERE id = 1', { settings: windowed });
+    // libpg_query's fingerprint ignores the schema: the grant must not be keyed on it alone.
+    assert.equal(statement('DELETE FROM public.invoices WHERE id = 1').fingerprint, approvedStatement.fingerprint);
+    const request = await file(svc, approvedStatement);
+    await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
+    assert.equal((await svc.ask(approvedStatement)).outcome, 'approved');
+    const sameShape = await svc.ask(statement('DELETE FROM scratch.invoices WHERE id = 2', { settings: windowed }));
+    assert.ok(sameShape.outcome === 'approved' && sameShape.via === 'window', sameShape.outcome);
+    for (const sql of ['DELETE FROM public.invoices WHERE id = 1', 'DELETE FROM scratch.invoices']) {
+      const answer = await svc.ask(statement(sql, { settings: windowed }));
+      assert.equal(answer.outcome, 'pending', sql);
+      assert.equal(answer.created, true, sql);
+    }
+    // Another database, target user or rule is another grant too.
+    for (const other of [
+      { target: { name: 'invoices-db', protocol: 'postgres' as const, database: 'other', user: 'app' } },
+      { target: { name: 'invoices-db', protocol: 'postgres' as const, database: 'app', user: 'admin' } },
+      { policy: { name: 'billing', namespace: 'payments', version: '7', rule: 'another-rule' } },
+    ]) {
+      assert.equal((await svc.ask(statement('DELETE FROM scratch.invoices WHERE id = 3', { settings: windowed, ...other }))).outcome, 'pending');
+    }
   });
 });

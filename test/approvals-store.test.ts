@@ -306,7 +306,7 @@ describe('RedisApprovalService with custos approvals', () => {
     }
     const { windowGrantDigest } = await import('../policy/approvals/approval-digest.ts');
     const { windowGrantKey } = await import('../sidecar/approvals/approval-keys.ts');
-    await admin.set(windowGrantKey(windowGrantDigest({ requesterId: windowed.requester.id, gateway: GATEWAY, target: windowed.target.name, fingerprint: windowed.fingerprint })), id);
+    await admin.set(windowGrantKey(windowGrantDigest({ requesterId: windowed.requester.id, gateway: GATEWAY, target: windowed.target.name, database: windowed.target.database, user: windowed.target.user, policy: windowed.policy, command: windowed.command, fingerprint: windowed.fingerprint })), id);
     assert.equal((await svc.ask({ ...windowed, sql: 'DELETE FROM invoices WHERE 1 = 1' })).outcome, 'pending');
   });
 

@@ -46,15 +46,29 @@ describe('approvalDigest', () => {
 });
 
 describe('windowGrantDigest', () => {
-  const grant = { requesterId: 'r', gateway: base.gateway, target: 't', fingerprint: 'f' };
-  it('differs by requester, gateway, target and fingerprint, and never equals an approval digest', () => {
-    const digests = new Set([
-      windowGrantDigest(grant),
-      windowGrantDigest({ ...grant, requesterId: 'r2' }),
-      windowGrantDigest({ ...grant, gateway: { id: 'gw', pod: 'other' } }),
-      windowGrantDigest({ ...grant, target: 't2' }),
-      windowGrantDigest({ ...grant, fingerprint: 'f2' }),
-    ]);
-    assert.equal(digests.size, 5);
+  const grant = {
+    requesterId: 'r', gateway: base.gateway, target: 't', database: 'db', user: 'u',
+    policy: { name: 'p', namespace: 'ns', rule: 'rule' }, command: 'DELETE FROM scratch.t WHERE id = $1', fingerprint: 'f',
+  };
+  it('differs by requester, gateway, target, database, user, policy, rule, normalized text and fingerprint, and never equals an approval digest', () => {
+    const variants = [
+      grant,
+      { ...grant, requesterId: 'r2' },
+      { ...grant, gateway: { id: 'gw', pod: 'other' } },
+      { ...grant, target: 't2' },
+      { ...grant, database: undefined },
+      { ...grant, database: 'db2' },
+      { ...grant, user: 'u2' },
+      { ...grant, policy: { ...grant.policy, name: 'p2' } },
+      { ...grant, policy: { ...grant.policy, namespace: undefined } },
+      { ...grant, policy: { ...grant.policy, rule: 'rule2' } },
+      // Same fingerprint (libpg_query ignores the schema and constant-only WHERE clauses), other text.
+      { ...grant, command: 'DELETE FROM public.t WHERE id = $1' },
+      { ...grant, command: 'DELETE FROM scratch.t' },
+      { ...grant, fingerprint: 'f2' },
+    ];
+    const digests = new Set(variants.map((variant) => windowGrantDigest(variant)));
+    assert.equal(digests.size, variants.length);
+    assert.ok(!digests.has(approvalDigest(base)));
   });
 });

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import type { ApprovalRequest } from './approval-types.ts';
 
 const DIGEST_LABEL = 'custos-approval-digest/v1';
-const WINDOW_LABEL = 'custos-approval-window/v1';
+const WINDOW_LABEL = 'custos-approval-window/v2';
 
 export interface ApprovalDigestInput {
   readonly gateway: ApprovalRequest['gateway'];
@@ -31,6 +31,16 @@ export interface WindowGrantInput {
   readonly requesterId: string;
   readonly gateway: ApprovalRequest['gateway'];
   readonly target: string;
+  readonly database?: string | undefined;
+  readonly user?: string | undefined;
+  /** The policy and rule that asked for approval (another rule is another grant). */
+  readonly policy: { readonly name: string; readonly namespace?: string | undefined; readonly rule: string };
+  /**
+   * The normalized statement text (constants as $n). The fingerprint alone is not enough: it
+   * ignores the schema and constant-only WHERE clauses (`DELETE FROM scratch.t` and
+   * `DELETE FROM public.t`, `DELETE FROM t WHERE false` and `DELETE FROM t` share one).
+   */
+  readonly command: string;
   readonly fingerprint: string;
 }
 
@@ -99,14 +109,21 @@ export function approvalDigest(input: ApprovalDigestInput): string {
 }
 
 /**
- * What a window grant is keyed by: the same identity may run statements of the same fingerprint
- * through the same gateway against the same target while the window lasts.
+ * What a window grant is keyed by: the same identity may run statements with the same normalized
+ * text (and fingerprint) through the same gateway against the same target, database and user,
+ * under the same rule, while the window lasts. Only the constants may differ.
  */
 export function windowGrantDigest(input: WindowGrantInput): string {
   const writer = new FieldWriter(WINDOW_LABEL);
   writer.text(input.requesterId);
   writer.gateway(input.gateway);
   writer.text(input.target);
+  writer.text(input.database);
+  writer.text(input.user);
+  writer.text(input.policy.name);
+  writer.text(input.policy.namespace);
+  writer.text(input.policy.rule);
+  writer.text(input.command);
   writer.text(input.fingerprint);
   return writer.digest();
 }

@@ -42,6 +42,9 @@ return 0
 
 const MAX_CACHED_REVIEWERS = 1000;
 
+/** What policy/sql/parser.ts puts in place of a statement it could not normalize. */
+const NORMALIZATION_FAILED = '(normalization failed)';
+
 /** Verification failures that may pass later with the same token: keys not loaded, a kid not yet published. */
 const TRANSIENT_REASONS: ReadonlySet<string> = new Set(['keys-unavailable', 'unknown-kid']);
 
@@ -128,7 +131,7 @@ export class RedisApprovalService implements ApprovalService {
   async ask(ask: ApprovalAsk): Promise<ApprovalAnswer & { readonly created?: boolean }> {
     try {
       const now = this.#clock();
-      if (ask.settings.grant.scope === 'window') {
+      if (ask.settings.grant.scope === 'window' && windowable(ask)) {
         const granted = await this.#windowGrant(ask, now);
         if (granted !== undefined) return granted;
       }
@@ -200,7 +203,7 @@ export class RedisApprovalService implements ApprovalService {
   }
 
   async #windowGrant(ask: ApprovalAsk, now: number): Promise<ApprovalAnswer | undefined> {
-    const key = windowGrantKey(windowGrantDigest({ requesterId: ask.requester.id, gateway: this.#gateway, target: ask.target.name, fingerprint: ask.fingerprint }));
+    const key = this.#windowKey(ask.requester.id, ask);
     const id = await this.#redis.get(key);
     if (id === null) return undefined;
     const loaded = await this.#load(id);
@@ -208,8 +211,9 @@ export class RedisApprovalService implements ApprovalService {
     const { request } = loaded;
     // The grant key is only an index: the window is re-derived from the verified request, so a
     // key planted in Redis cannot grant anything the reviews do not.
-    if (request.settings.grant.scope !== 'window' || request.fingerprint !== ask.fingerprint
-      || request.target.name !== ask.target.name) return undefined;
+    if (request.settings.grant.scope !== 'window' || request.fingerprint !== ask.fingerprint || request.command !== ask.command
+      || request.target.name !== ask.target.name || request.target.database !== ask.target.database || request.target.user !== ask.target.user
+      || request.policy.name !== ask.policy.name || request.policy.namespace !== ask.policy.namespace || request.policy.rule !== ask.policy.rule) return undefined;
     const untrusted = this.#untrusted(request, ask, now);
     if (untrusted !== undefined) {
       this.#logger?.warn({ approvalRequest: id, why: untrusted }, 'window grant request record not trusted');
@@ -223,6 +227,14 @@ export class RedisApprovalService implements ApprovalService {
     if (status.phase !== 'Approved' || status.decidedAt === undefined) return undefined;
     if (now >= Date.parse(status.decidedAt) + request.settings.grant.windowSeconds * 1000) return undefined;
     return { outcome: 'approved', request, status, via: 'window' };
+  }
+
+  /** The window grant key of a statement shape (see windowGrantDigest: normalized text, not the fingerprint alone). */
+  #windowKey(requesterId: string, shape: Pick<ApprovalAsk, 'target' | 'policy' | 'command' | 'fingerprint'>): string {
+    return windowGrantKey(windowGrantDigest({
+      requesterId, gateway: this.#gateway, target: shape.target.name, database: shape.target.database, user: shape.target.user,
+      policy: shape.policy, command: shape.command, fingerprint: shape.fingerprint,
+    }));
   }
 
   /** Answers from the request the digest index names; undefined when a new request must be filed. */
@@ -311,8 +323,8 @@ export class RedisApprovalService implements ApprovalService {
           return { outcome: 'consumed', request };
         }
         const grant = request.settings.grant;
-        if (grant.scope === 'window') {
-          const key = windowGrantKey(windowGrantDigest({ requesterId: request.requester.id, gateway: this.#gateway, target: request.target.name, fingerprint: request.fingerprint }));
+        if (grant.scope === 'window' && windowable(request)) {
+          const key = this.#windowKey(request.requester.id, request);
           await this.#redis.set(key, request.id, 'EX', grant.windowSeconds);
         }
         return { outcome: 'approved', request, status, via: 'claim' };
@@ -429,6 +441,11 @@ export class RedisApprovalService implements ApprovalService {
     // Never the record itself: it holds the reviewer's token.
     this.#logger?.warn({ approvalRequest: request.id, why, ...(detail === undefined ? {} : { detail }) }, 'approval review not counted');
   }
+}
+
+/** A statement whose text could not be normalized (or fingerprinted) shares no window with others. */
+function windowable(shape: Pick<ApprovalAsk, 'command' | 'fingerprint'>): boolean {
+  return shape.command !== '' && shape.command !== NORMALIZATION_FAILED && shape.fingerprint !== '';
 }
 
 function sameGateway(a: ApprovalRequest['gateway'], b: ApprovalRequest['gateway']): boolean {
