@@ -193,6 +193,45 @@ describe('custos approvals', () => {
     assert.match(late.stderr, /already Approved .* cannot be changed/);
   });
 
+  it('refuses at once a token the sidecar would ignore for its issuer or audience, from the request or from --issuer/--audience', async () => {
+    const id = await file();
+    const otherIssuer = await createLocalIssuer({ issuer: 'https://elsewhere.example', alg: 'ES256' });
+    const elsewhere = join(dir, 'elsewhere.jwt');
+    const elsewhereToken = await otherIssuer.mint({ email: 'dana@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'dana' });
+    await writeFile(elsewhere, elsewhereToken);
+    const wrongAudience = join(dir, 'wrong-audience.jwt');
+    const wrongAudienceToken = await issuer.mint({ email: 'dana@example.com', groups: ['dba'] }, { audience: 'kubernetes', subject: 'dana' });
+    await writeFile(wrongAudience, wrongAudienceToken);
+    for (const [name, path, token, message] of [
+      ['another issuer', elsewhere, elsewhereToken, /issuer "https:\/\/elsewhere.example".*https:\/\/reviewers.example/],
+      ['another audience', wrongAudience, wrongAudienceToken, /audience.*custos-reviewers/],
+    ] as const) {
+      for (const decision of ['deny', 'approve']) {
+        const result = await custos(['approvals', decision, id, '--reason', 'no', '--token-file', path, '--redis', redis.url]);
+        assert.equal(result.code, 1, `${name} ${decision}: ${result.stdout}`);
+        assert.match(result.stderr, message, name);
+        assert.doesNotMatch(result.stdout, /Denied|Approved/, name);
+        assertNoToken(result, token);
+      }
+    }
+    assert.equal(await admin.llen(`custos:approval:{${id}}:reviews`), 0);
+
+    // A request filed without reviewer authentication on record: the flags say what to expect.
+    const bare = new RedisApprovalService({ redisUrl: redis.url, gateway: { id: 'gw2' } });
+    try {
+      const answer = await bare.ask(ask({ sql: 'DELETE FROM other' }));
+      if (answer.outcome !== 'pending') assert.fail(answer.outcome);
+      const flagged = await custos(['approvals', 'deny', answer.request.id, '--reason', 'no', '--token-file', wrongAudience, '--audience', AUDIENCE, '--issuer', REVIEWER_ISSUER, '--redis', redis.url]);
+      assert.equal(flagged.code, 1);
+      assert.match(flagged.stderr, /audience/);
+      const dana = await reviewer('dana');
+      const ok = await custos(['approvals', 'deny', answer.request.id, '--reason', 'no', '--token-file', dana.path, '--audience', AUDIENCE, '--issuer', REVIEWER_ISSUER, '--redis', redis.url]);
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      await bare.close();
+    }
+  });
+
   it('answers usage errors with exit 2 and unknown requests or an unreachable Redis with exit 1', async () => {
     const id = await file();
     const dana = await reviewer('dana');

@@ -21,11 +21,13 @@ import {
 export const APPROVALS_USAGE = `usage:
   custos approvals list --redis URL [--json]
   custos approvals describe ID --redis URL [--json]
-  custos approvals approve ID --reason TEXT --redis URL [--token-file FILE]
-  custos approvals deny ID --reason TEXT --redis URL [--token-file FILE]
+  custos approvals approve ID --reason TEXT --redis URL [--token-file FILE] [--issuer URL --audience AUD]
+  custos approvals deny ID --reason TEXT --redis URL [--token-file FILE] [--issuer URL --audience AUD]
 
 The reviewer token (an OIDC token from the policy's reviewerAuthentication issuer) is read from
 --token-file or CUSTOS_REVIEWER_TOKEN. --redis defaults to CUSTOS_REDIS_URL.
+The token's iss and aud are checked against the reviewerAuthentication the request was filed
+under, and against --issuer/--audience when given: a token the sidecar would ignore is refused.
 --username-claim (default email, falling back to sub) and --groups-claim (default groups) must
 match the policy for the pre-checks to be accurate; the sidecar's verification is what counts.
 `;
@@ -96,6 +98,8 @@ interface Values {
   readonly 'token-file'?: string | undefined;
   readonly 'username-claim'?: string | undefined;
   readonly 'groups-claim'?: string | undefined;
+  readonly issuer?: string | undefined;
+  readonly audience?: string | undefined;
 }
 
 async function withRedis(
@@ -109,7 +113,7 @@ async function withRedis(
       strict: true,
       options: {
         redis: { type: 'string' }, json: { type: 'boolean' }, reason: { type: 'string' }, 'token-file': { type: 'string' },
-        'username-claim': { type: 'string' }, 'groups-claim': { type: 'string' },
+        'username-claim': { type: 'string' }, 'groups-claim': { type: 'string' }, issuer: { type: 'string' }, audience: { type: 'string' },
       },
     });
   } catch (e: unknown) {
@@ -349,6 +353,20 @@ async function reviewCommand(redis: Redis, id: string, decision: 'approve' | 'de
   const before = tally(request, existing, new Date(now));
   if (before.phase !== 'Pending') {
     throw new Refusal(`request ${id} is already ${before.phase}${before.phase === 'Expired' ? '' : ` (since ${before.decidedAt ?? '?'})`} and cannot be changed`);
+  }
+  // A review the sidecar will ignore must not be reported as done ("Denied") to the reviewer.
+  const expected = [request.reviewerAuthentication, values.issuer === undefined && values.audience === undefined ? undefined : { issuer: values.issuer, audience: values.audience }];
+  for (const wanted of expected) {
+    if (wanted === undefined) continue;
+    const iss = claims['iss'];
+    if (wanted.issuer !== undefined && iss !== wanted.issuer) {
+      throw new Refusal(`${decision} refused for ${id}: your token's issuer ${JSON.stringify(printable(typeof iss === 'string' ? iss : '-', 200))} is not the reviewer issuer ${JSON.stringify(printable(wanted.issuer, 200))}; the sidecar would ignore this review`);
+    }
+    const aud = claims['aud'];
+    const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+    if (wanted.audience !== undefined && !audiences.includes(wanted.audience)) {
+      throw new Refusal(`${decision} refused for ${id}: your token is not issued for the reviewer audience ${JSON.stringify(printable(wanted.audience, 200))} (it is for ${audiences.map((a) => JSON.stringify(printable(a, 100))).join(', ') || 'no audience'}); the sidecar would ignore this review`);
+    }
   }
   const reviewer = claimedReviewer(claims, names);
   const record: ReviewRecord = { decision, reason, at: new Date(now).toISOString(), commandDigest: request.commandDigest, token };

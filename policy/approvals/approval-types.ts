@@ -70,6 +70,12 @@ export interface ApprovalRequest {
   /** The caller's stated reason (application_name or `SET custos.reason`), if any. */
   readonly reason?: string;
   readonly settings: ApprovalSettings;
+  /**
+   * Local mode: the issuer and audience a review token must have for the sidecar that filed the
+   * request to count it (from `spec.reviewerAuthentication`), so the reviewer CLI can refuse a
+   * token the sidecar would ignore. Informational: the sidecar verifies against its own policy.
+   */
+  readonly reviewerAuthentication?: { readonly issuer: string; readonly audience: string };
 }
 
 /** A reviewer as established by an authenticator: the API server's userInfo, or a verified OIDC token. */

@@ -30,6 +30,8 @@ describe('approval records', () => {
   it('round-trips a request and a review exactly', () => {
     assert.deepEqual(parseRequest(serializeRequest(request), request.id), request);
     assert.deepEqual(parseReviewRecord(serializeReviewRecord(review)), review);
+    const withReviewers: ApprovalRequest = { ...request, reviewerAuthentication: { issuer: 'https://idp.example', audience: 'custos-reviewers' } };
+    assert.deepEqual(parseRequest(serializeRequest(withReviewers), request.id), withReviewers);
   });
 
   it('refuses a request stored under another id', () => {
@@ -46,6 +48,8 @@ describe('approval records', () => {
     ['a fractional approval count', mutate(request, (r) => { (r['settings'] as Record<string, unknown>)['minApprovals'] = 0.5; })],
     ['reviewer groups that are not strings', mutate(request, (r) => { ((r['settings'] as Record<string, unknown>)['reviewers'] as Record<string, unknown>)['groups'] = [1]; })],
     ['an unknown grant scope', mutate(request, (r) => { (r['settings'] as Record<string, unknown>)['grant'] = { scope: 'forever' }; })],
+    ['a window longer than any rule may grant', mutate(request, (r) => { (r['settings'] as Record<string, unknown>)['grant'] = { scope: 'window', windowSeconds: 28_801 }; })],
+    ['reviewer authentication without an audience', mutate(request, (r) => { r['reviewerAuthentication'] = { issuer: 'https://idp.example' }; })],
     ['an unparseable expiry', mutate(request, (r) => { r['expiresAt'] = 'soon'; })],
   ];
   for (const [name, text] of badRequests) {

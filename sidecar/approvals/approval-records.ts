@@ -163,7 +163,13 @@ export function parseRequest(text: string, expectedId?: string): ApprovalRequest
     commandDigest,
     settings: parseSettings(obj(r, 'settings', 'request')),
   };
-  return withOptional(request, 'reason', optionalStr(r, 'reason', 'request'));
+  const withReason = withOptional(request, 'reason', optionalStr(r, 'reason', 'request'));
+  if (r['reviewerAuthentication'] === undefined) return withReason;
+  const reviewers = obj(r, 'reviewerAuthentication', 'request');
+  return {
+    ...withReason,
+    reviewerAuthentication: { issuer: str(reviewers, 'issuer', 'request.reviewerAuthentication'), audience: str(reviewers, 'audience', 'request.reviewerAuthentication') },
+  };
 }
 
 export function serializeReviewRecord(review: ReviewRecord): string {

@@ -346,6 +346,9 @@ export class RedisApprovalService implements ApprovalService {
       commandDigest: digest,
       ...(ask.reason === undefined ? {} : { reason: ask.reason }),
       settings: ask.settings,
+      ...(this.#verifier === undefined ? {} : {
+        reviewerAuthentication: { issuer: this.#verifier.authentication.issuer, audience: this.#verifier.authentication.audience },
+      }),
     };
     const reply = await this.#redis.eval(
       FILE_REQUEST_SCRIPT, 3, digestIndexKey(digest), requestKey(request.id), PENDING_INBOX_KEY,
