@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { ApprovalRequest, ApprovalSettings, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import type { ApprovalRequest, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
 import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
 import { requestKey, reviewsKey } from '../sidecar/approvals/approval-keys.ts';
 import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
@@ -17,6 +17,7 @@ import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-
 import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
 import { createLocalIssuer, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
 import { startRedis, type RedisInstance } from './harness/redis.ts';
+import { approvalAsk, approvalSettings } from './harness/approval-fixtures.ts';
 
 const REVIEWER_ISSUER = 'https://reviewers.example';
 const AUDIENCE = 'custos-reviewers';
@@ -67,26 +68,8 @@ function service(options: { gateway?: ApprovalRequest['gateway']; authentication
   return created;
 }
 
-function settings(overrides: Partial<ApprovalSettings> = {}): ApprovalSettings {
-  return {
-    reviewers: { groups: ['dba'], users: [] }, minApprovals: 1, mode: 'return', holdTimeoutSeconds: 300, ttlSeconds: 3600,
-    grant: { scope: 'once' }, ...overrides,
-  };
-}
-
-function ask(overrides: Partial<ApprovalAsk> = {}): ApprovalAsk {
-  return {
-    requester: { id: 'system:serviceaccount:payments:billing', kind: 'ServiceAccount' },
-    target: { name: 'invoices-db', protocol: 'postgres', database: 'app', user: 'app' },
-    policy: { name: 'billing', namespace: 'payments', version: '7', rule: 'unbounded-deletes' },
-    sql: 'DELETE FROM invoices',
-    command: 'DELETE FROM invoices',
-    fingerprint: 'fp-delete-invoices',
-    reason: 'JIRA-42 purge',
-    settings: settings(),
-    ...overrides,
-  };
-}
+const settings = approvalSettings;
+const ask = approvalAsk;
 
 function reviewerToken(email: string, groups: readonly string[], options: { issuedAt?: number; expiresInSeconds?: number; by?: LocalIssuer } = {}): Promise<string> {
   return (options.by ?? issuer).mint({ email, groups }, {

@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { runApprovals } from '../cli/commands/approvals.ts';
-import type { ApprovalRequest, ApprovalSettings, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import type { ApprovalRequest, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
 import { reviewsKey } from '../sidecar/approvals/approval-keys.ts';
 import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
 import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
 import { createLocalIssuer, encodeSegment, mintKubernetesToken, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
 import { startRedis, type RedisInstance } from './harness/redis.ts';
+import { approvalAsk, approvalSettings } from './harness/approval-fixtures.ts';
 
 const REVIEWER_ISSUER = 'https://reviewers.example';
 const AUDIENCE = 'custos-reviewers';
@@ -68,26 +69,8 @@ function service(gateway = GATEWAY): RedisApprovalService {
   return created;
 }
 
-function settings(overrides: Partial<ApprovalSettings> = {}): ApprovalSettings {
-  return {
-    reviewers: { groups: ['dba'], users: [] }, minApprovals: 1, mode: 'return', holdTimeoutSeconds: 300, ttlSeconds: 3600,
-    grant: { scope: 'once' }, ...overrides,
-  };
-}
-
-function ask(overrides: Partial<ApprovalAsk> = {}): ApprovalAsk {
-  return {
-    requester: { id: 'system:serviceaccount:payments:billing', kind: 'ServiceAccount' },
-    target: { name: 'invoices-db', protocol: 'postgres', database: 'app', user: 'app' },
-    policy: { name: 'billing', namespace: 'payments', version: '7', rule: 'unbounded-deletes' },
-    sql: 'DELETE FROM invoices',
-    command: 'DELETE FROM invoices',
-    fingerprint: 'fp-delete-invoices',
-    reason: 'JIRA-42 purge',
-    settings: settings(),
-    ...overrides,
-  };
-}
+const settings = approvalSettings;
+const ask = approvalAsk;
 
 function reviewerToken(email: string, groups: readonly string[], options: { audience?: string; issuedAt?: number; sub?: string } = {}): Promise<string> {
   return issuer.mint({ email, groups }, {
