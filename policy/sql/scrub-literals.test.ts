@@ -2,7 +2,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { normalizeSync } from 'libpg-query';
 import { analyseSql, loadSqlParser } from './parser.ts';
-import { scrubLiterals, UNSCRUBBABLE_TEXT } from './scrub-literals.ts';
+import { scrubByScan, scrubLiterals, UNSCRUBBABLE_TEXT } from './scrub-literals.ts';
 
 /** Statements normalize leaves constants in, and the literals that must not survive. */
 const LEAKY_STATEMENTS: readonly (readonly [string, readonly string[]])[] = [
@@ -51,5 +51,38 @@ describe('scrubLiterals', () => {
 
   it('withholds text the lexer cannot read rather than leak it', () => {
     assert.equal(scrubLiterals("SELECT 'unterminated"), UNSCRUBBABLE_TEXT);
+  });
+});
+
+describe('scrubLiterals fast path', () => {
+  before(async () => {
+    await loadSqlParser();
+  });
+
+  // Statements (raw and normalized) covering every token kind: the fast path must return exactly
+  // what the scan returns, whichever branch it takes.
+  const samples = [
+    'SELECT abalance FROM pgbench_accounts WHERE aid = 48211',
+    'UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2',
+    'SELECT t1.c2 FROM "Table 9" t1 JOIN x_2 ON t1.id = x_2.id',
+    "SELECT 'a', 1, .5, 1e3, B'1', X'f', E'\\n', U&'d\\0061', $$x$$, $tag$y$tag$",
+    'SELECT a -- note 1\nFROM t /* block 2 */',
+    'SELECT $1::int, $12 FROM t WHERE c = $3',
+    'DELETE FROM scratch.invoices WHERE id = $1',
+    'SELECT "col1" FROM t WHERE x IS NULL AND y = TRUE',
+    'SELECT café FROM t',
+    // One constant kind at a time, so a gap in the fast-path test cannot hide behind another token.
+    'SELECT $$only dollar$$', 'SELECT $q$tagged$q$', 'SELECT .5', 'SELECT 1e3', 'SELECT 7', 'SELECT a FROM t -- c',
+    'SELECT a /* c */ FROM t', "SELECT B'1'", "SELECT X'ff'", "SELECT E'x'", "SELECT U&'x'", 'SELECT t.c FROM t WHERE c>3',
+  ];
+  for (const sql of samples) {
+    it(`agrees with the scan on: ${sql.slice(0, 50)} (raw and normalized)`, () => {
+      for (const text of [sql, normalizeSync(sql)]) assert.equal(scrubLiterals(text), scrubByScan(text), text);
+    });
+  }
+
+  it('takes the fast path for a normalized pgbench statement (nothing to scrub)', () => {
+    const text = normalizeSync('SELECT abalance FROM pgbench_accounts WHERE aid = 48211');
+    assert.equal(scrubLiterals(text), text);
   });
 });
