@@ -4,75 +4,27 @@
 // cannot be verified right now, and stretching a window grant to other tables or to a statement
 // without its WHERE clause. None of them may end in `approved`.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import type { ApprovalRequest, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
-import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
+import { analyseSql } from '../policy/sql/parser.ts';
 import { requestKey, reviewsKey } from '../sidecar/approvals/approval-keys.ts';
 import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
 import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
 import { createLocalIssuer, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
-import { startRedis, type RedisInstance } from './harness/redis.ts';
-import { approvalAsk, approvalSettings } from './harness/approval-fixtures.ts';
+import { approvalAsk, approvalSettings, REVIEWER_AUDIENCE, REVIEWER_ISSUER, useApprovalStore } from './harness/approval-fixtures.ts';
 
-const REVIEWER_ISSUER = 'https://reviewers.example';
-const AUDIENCE = 'custos-reviewers';
-const GATEWAY = { id: 'billing-sidecar', namespace: 'payments', pod: 'billing-0', podUid: 'pod-uid-0' };
-
-let redis: RedisInstance;
-let admin: Redis;
-let issuer: LocalIssuer;
-let dir: string;
-let auth: ReviewerAuthentication;
-let skewMs = 0;
-const clock = (): number => Date.now() + skewMs;
-const services: RedisApprovalService[] = [];
-const warnings: Record<string, unknown>[] = [];
-
-before(async () => {
-  await loadSqlParser();
-  redis = await startRedis();
-  admin = new Redis(redis.url);
-  issuer = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', clock });
-  dir = await mkdtemp(join(tmpdir(), 'custos-approvals-tamper-'));
-  await issuer.writeJwksFile(join(dir, 'reviewers.jwks'));
-  auth = {
-    issuer: REVIEWER_ISSUER, audience: AUDIENCE, jwksFile: join(dir, 'reviewers.jwks'),
-    usernameClaim: 'email', groupsClaim: 'groups', maxTokenAgeSeconds: 600,
-  };
-});
-
-after(async () => {
-  await Promise.all(services.map((s) => s.close()));
-  admin.disconnect();
-  await redis.destroy();
-  await rm(dir, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  skewMs = 0;
-  warnings.length = 0;
-  await admin.flushall();
-});
-
-function service(options: { gateway?: ApprovalRequest['gateway']; authentication?: ReviewerAuthentication } = {}): RedisApprovalService {
-  const created = new RedisApprovalService({
-    redisUrl: redis.url, gateway: options.gateway ?? GATEWAY, reviewerAuthentication: options.authentication ?? auth, clock, pollIntervalMs: 100,
-    logger: { warn: (o: unknown) => { warnings.push(o as Record<string, unknown>); }, info: () => undefined } as never,
-  });
-  services.push(created);
-  return created;
-}
+const AUDIENCE = REVIEWER_AUDIENCE;
+/** Real Redis, reviewer issuer and services on the test clock (a skew the tests advance). */
+const bench = useApprovalStore('custos-approvals-tamper-');
+const clock = bench.clock;
+const service = (options: { gateway?: ApprovalRequest['gateway']; authentication?: ReviewerAuthentication } = {}): RedisApprovalService => bench.service(options);
 
 const settings = approvalSettings;
 const ask = approvalAsk;
 
 function reviewerToken(email: string, groups: readonly string[], options: { issuedAt?: number; expiresInSeconds?: number; by?: LocalIssuer } = {}): Promise<string> {
-  return (options.by ?? issuer).mint({ email, groups }, {
+  return (options.by ?? bench.issuer).mint({ email, groups }, {
     audience: AUDIENCE, subject: email.split('@')[0] ?? email,
     ...(options.issuedAt === undefined ? {} : { issuedAt: options.issuedAt }),
     ...(options.expiresInSeconds === undefined ? {} : { expiresInSeconds: options.expiresInSeconds }),
@@ -81,7 +33,7 @@ function reviewerToken(email: string, groups: readonly string[], options: { issu
 
 /** A review pushed straight into Redis, as an attacker (or the CLI) stores it. */
 async function push(request: ApprovalRequest, decision: 'approve' | 'deny', token: string, atMs = clock(), reason = 'checked'): Promise<void> {
-  await admin.rpush(reviewsKey(request.id), serializeReviewRecord({ decision, reason, at: new Date(atMs).toISOString(), commandDigest: request.commandDigest, token }));
+  await bench.admin.rpush(reviewsKey(request.id), serializeReviewRecord({ decision, reason, at: new Date(atMs).toISOString(), commandDigest: request.commandDigest, token }));
 }
 
 function pendingRequest(answer: ApprovalAnswer): ApprovalRequest {
@@ -97,9 +49,9 @@ async function file(svc: RedisApprovalService, question = ask()): Promise<Approv
 
 /** Rewrites the stored request record (what a Redis writer can do). */
 async function rewrite(request: ApprovalRequest, change: (stored: Record<string, unknown>) => Record<string, unknown>): Promise<void> {
-  const text = await admin.get(requestKey(request.id));
+  const text = await bench.admin.get(requestKey(request.id));
   assert.ok(text !== null);
-  await admin.set(requestKey(request.id), JSON.stringify(change(JSON.parse(text) as Record<string, unknown>)), 'KEEPTTL');
+  await bench.admin.set(requestKey(request.id), JSON.stringify(change(JSON.parse(text) as Record<string, unknown>)), 'KEEPTTL');
 }
 
 describe('approval store tampering: rewritten request records', () => {
@@ -150,7 +102,7 @@ describe('approval store tampering: rewritten request records', () => {
 
     // The rule was tightened to two approvals after a request was filed and approved by one: the
     // request filed under the old rule does not run the statement.
-    await admin.flushall();
+    await bench.admin.flushall();
     const loose = await file(svc, ask());
     await push(loose, 'approve', await reviewerToken('dana@example.com', ['dba']));
     const tightened = await svc.ask(ask({ settings: settings({ minApprovals: 2 }) }));
@@ -165,7 +117,7 @@ describe('approval store tampering: rewritten request records', () => {
     await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
     assert.equal((await svc.ask(windowed)).outcome, 'approved');
     await rewrite(request, (stored) => ({ ...stored, settings: { ...(stored['settings'] as object), grant: { scope: 'window', windowSeconds: 86_400 } } }));
-    skewMs = 700_000;
+    bench.skewMs = 700_000;
     const later = await svc.ask({ ...windowed, sql: 'DELETE FROM invoices WHERE id = 2', settings: settings({ grant: { scope: 'window', windowSeconds: 86_400 } }) });
     assert.notEqual(later.outcome, 'approved');
   });
@@ -189,13 +141,13 @@ describe('approval store tampering: rewritten request records', () => {
     const other = ask({ requester: { id: 'system:serviceaccount:payments:other', kind: 'ServiceAccount' } });
     const otherRequest = await file(svc, other);
     await rewrite(request, (stored) => ({ ...stored, id: otherRequest.id, commandDigest: otherRequest.commandDigest }));
-    await admin.set(requestKey(otherRequest.id), (await admin.get(requestKey(request.id))) ?? '', 'KEEPTTL');
-    await admin.rpush(reviewsKey(otherRequest.id), ...(await admin.lrange(reviewsKey(request.id), 0, -1)).map((r) => r.replace(request.commandDigest, otherRequest.commandDigest)));
+    await bench.admin.set(requestKey(otherRequest.id), (await bench.admin.get(requestKey(request.id))) ?? '', 'KEEPTTL');
+    await bench.admin.rpush(reviewsKey(otherRequest.id), ...(await bench.admin.lrange(reviewsKey(request.id), 0, -1)).map((r) => r.replace(request.commandDigest, otherRequest.commandDigest)));
     const answer = await svc.ask(other);
     assert.notEqual(answer.outcome, 'approved');
 
     // The same record under another gateway: this sidecar does not take it.
-    await admin.flushall();
+    await bench.admin.flushall();
     const mine = await file(svc);
     await rewrite(mine, (stored) => ({ ...stored, gateway: { id: 'elsewhere' } }));
     await push(mine, 'approve', await reviewerToken('dana@example.com', ['dba']));
@@ -213,7 +165,7 @@ describe('approval store tampering: finality', () => {
     assert.equal((await svc.ask(ask())).outcome, 'denied');
     // The attacker rewrites the review list: a genuine approval dated before the deny goes first.
     const approval = await reviewerToken('dana@example.com', ['dba']);
-    await admin.del(reviewsKey(request.id));
+    await bench.admin.del(reviewsKey(request.id));
     await push(request, 'approve', approval, filedAt + 1);
     for (const outcome of [(await svc.ask(ask())).outcome, (await svc.ask(ask())).outcome]) {
       assert.ok(['denied', 'consumed'].includes(outcome), outcome);
@@ -224,7 +176,7 @@ describe('approval store tampering: finality', () => {
     const svc = service();
     const short = ask({ settings: settings({ ttlSeconds: 60 }) });
     const request = await file(svc, short);
-    skewMs = 61_000;
+    bench.skewMs = 61_000;
     const held = await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 1000) });
     assert.equal(held.outcome, 'expired');
     // A genuine reviewer token whose review is backdated into the request's lifetime.
@@ -238,7 +190,7 @@ describe('approval store tampering: finality', () => {
 
 describe('approval store tampering: denials that cannot be verified right now', () => {
   it('answers unavailable, not approved, while the reviewer JWKS is unreachable and a deny is on record', async () => {
-    const { jwksFile: _file, ...rest } = auth;
+    const { jwksFile: _file, ...rest } = bench.auth;
     const down: ReviewerAuthentication = { ...rest, jwksUri: 'http://127.0.0.1:1/jwks' };
     const svc = service({ authentication: down });
     const request = await file(svc);
@@ -264,13 +216,13 @@ describe('approval store tampering: denials that cannot be verified right now', 
   it('still ignores (and logs) a deny whose token is permanently invalid', async () => {
     const svc = service();
     const request = await file(svc);
-    const impostor = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: issuer.kid, clock });
+    const impostor = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: bench.issuer.kid, clock });
     const now = Math.floor(clock() / 1000);
     await push(request, 'deny', await reviewerToken('erin@example.com', ['dba'], { by: impostor }), clock(), 'forged');
     await push(request, 'deny', await reviewerToken('frank@example.com', ['dba'], { issuedAt: now - 1200, expiresInSeconds: 600 }), clock(), 'expired');
     await push(request, 'approve', await reviewerToken('dana@example.com', ['dba']));
     assert.equal((await svc.ask(ask())).outcome, 'approved');
-    assert.deepEqual(warnings.filter((w) => w['approvalRequest'] === request.id).map((w) => w['why']).sort(), ['bad-signature', 'expired']);
+    assert.deepEqual(bench.warnings.filter((w) => w['approvalRequest'] === request.id).map((w) => w['why']).sort(), ['bad-signature', 'expired']);
   });
 });
 

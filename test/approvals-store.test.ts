@@ -4,76 +4,28 @@
 // issuer's key, another audience, a tampered payload, a stale token, a backdated record, the
 // requester reviewing itself past the CLI — must never count.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { describe, it } from 'node:test';
 import { runApprovals } from '../cli/commands/approvals.ts';
-import type { ApprovalRequest, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import type { ApprovalRequest } from '../policy/approvals/approval-types.ts';
 import { reviewsKey } from '../sidecar/approvals/approval-keys.ts';
 import { serializeReviewRecord } from '../sidecar/approvals/approval-records.ts';
 import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
 import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
-import { createLocalIssuer, encodeSegment, mintKubernetesToken, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
-import { startRedis, type RedisInstance } from './harness/redis.ts';
-import { approvalAsk, approvalSettings } from './harness/approval-fixtures.ts';
+import { createLocalIssuer, encodeSegment, mintKubernetesToken } from '../sidecar/identity/local-issuer.ts';
+import { approvalAsk, approvalSettings, REVIEWER_AUDIENCE, REVIEWER_ISSUER, SIDECAR_GATEWAY, useApprovalStore } from './harness/approval-fixtures.ts';
 
-const REVIEWER_ISSUER = 'https://reviewers.example';
-const AUDIENCE = 'custos-reviewers';
-const GATEWAY = { id: 'billing-sidecar', namespace: 'payments', pod: 'billing-0', podUid: 'pod-uid-0' };
-
-let redis: RedisInstance;
-let admin: Redis;
-let issuer: LocalIssuer;
-let dir: string;
-let auth: ReviewerAuthentication;
-/** The test clock: real time plus a skew the tests advance (expiry, windows). */
-let skewMs = 0;
-const clock = (): number => Date.now() + skewMs;
-const services: RedisApprovalService[] = [];
-const warnings: Record<string, unknown>[] = [];
-
-before(async () => {
-  redis = await startRedis();
-  admin = new Redis(redis.url);
-  admin.on('error', () => undefined); // the outage test stops Redis under it
-  issuer = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', clock });
-  dir = await mkdtemp(join(tmpdir(), 'custos-approvals-'));
-  await issuer.writeJwksFile(join(dir, 'reviewers.jwks'));
-  auth = {
-    issuer: REVIEWER_ISSUER, audience: AUDIENCE, jwksFile: join(dir, 'reviewers.jwks'),
-    usernameClaim: 'email', groupsClaim: 'groups', maxTokenAgeSeconds: 600,
-  };
-});
-
-after(async () => {
-  await Promise.all(services.map((s) => s.close()));
-  admin.disconnect();
-  await redis.destroy();
-  await rm(dir, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  skewMs = 0;
-  warnings.length = 0;
-  await admin.flushall();
-});
-
-function service(gateway = GATEWAY): RedisApprovalService {
-  const created = new RedisApprovalService({
-    redisUrl: redis.url, gateway, reviewerAuthentication: auth, clock, pollIntervalMs: 100,
-    logger: { warn: (o: unknown) => { warnings.push(o as Record<string, unknown>); }, info: () => undefined } as never,
-  });
-  services.push(created);
-  return created;
-}
+const AUDIENCE = REVIEWER_AUDIENCE;
+const GATEWAY = SIDECAR_GATEWAY;
+/** Real Redis, reviewer issuer and services on the test clock (a skew the tests advance). */
+const bench = useApprovalStore('custos-approvals-');
+const clock = bench.clock;
+const service = (gateway?: ApprovalRequest['gateway']): RedisApprovalService => bench.service(gateway === undefined ? {} : { gateway });
 
 const settings = approvalSettings;
 const ask = approvalAsk;
 
 function reviewerToken(email: string, groups: readonly string[], options: { audience?: string; issuedAt?: number; sub?: string } = {}): Promise<string> {
-  return issuer.mint({ email, groups }, {
+  return bench.issuer.mint({ email, groups }, {
     audience: options.audience ?? AUDIENCE, subject: options.sub ?? email.split('@')[0] ?? email,
     ...(options.issuedAt === undefined ? {} : { issuedAt: options.issuedAt }),
   });
@@ -83,7 +35,7 @@ function reviewerToken(email: string, groups: readonly string[], options: { audi
 async function cli(args: string[], token?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
-  const code = await runApprovals([...args, '--redis', redis.url], {
+  const code = await runApprovals([...args, '--redis', bench.redis.url], {
     stdout: (t) => { stdout += t; }, stderr: (t) => { stderr += t; },
     env: token === undefined ? {} : { CUSTOS_REVIEWER_TOKEN: token }, clock,
   });
@@ -158,7 +110,7 @@ describe('RedisApprovalService with custos approvals', () => {
   it('expires an unreviewed request and files a new one for the same statement', async () => {
     const svc = service();
     const id = await pendingId(svc, ask({ settings: settings({ ttlSeconds: 60 }) }));
-    skewMs = 61_000;
+    bench.skewMs = 61_000;
     const request = (await svc.ask(ask({ settings: settings({ ttlSeconds: 60 }) })));
     assert.equal(request.outcome, 'pending');
     assert.equal(request.created, true);
@@ -171,28 +123,28 @@ describe('RedisApprovalService with custos approvals', () => {
   it('never counts forged or misdirected reviews, and still counts a genuine one', async () => {
     const svc = service();
     const id = await pendingId(svc);
-    const impostor = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: issuer.kid, clock });
+    const impostor = await createLocalIssuer({ issuer: REVIEWER_ISSUER, alg: 'ES256', kid: bench.issuer.kid, clock });
     const otherIssuer = await createLocalIssuer({ issuer: 'https://elsewhere.example', alg: 'ES256', clock });
     const genuineOutsider = await reviewerToken('mallory@example.com', ['dev']);
     const [header, , signature] = genuineOutsider.split('.');
     const now = Math.floor(clock() / 1000);
     const tampered = `${header ?? ''}.${encodeSegment({ iss: REVIEWER_ISSUER, sub: 'mallory', aud: AUDIENCE, iat: now, exp: now + 600, email: 'mallory@example.com', groups: ['dba'] })}.${signature ?? ''}`;
     const forgeries = {
-      'same issuer name, attacker key': await impostor.mint({ email: 'eve@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'eve' }),
+      'same bench.issuer name, attacker key': await impostor.mint({ email: 'eve@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'eve' }),
       'another issuer': await otherIssuer.mint({ email: 'eve@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'eve' }),
       'wrong audience': await reviewerToken('erin@example.com', ['dba'], { audience: 'some-other-app' }),
       'tampered payload (groups added)': tampered,
-      'stale iat': await issuer.mint({ email: 'frank@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'frank', issuedAt: now - 3600, expiresInSeconds: 7200 }),
-      'service-account token from the reviewer issuer': await mintKubernetesToken(issuer, { namespace: 'custos', serviceAccount: 'operator', audience: AUDIENCE, claims: { groups: ['dba'] } }),
+      'stale iat': await bench.issuer.mint({ email: 'frank@example.com', groups: ['dba'] }, { audience: AUDIENCE, subject: 'frank', issuedAt: now - 3600, expiresInSeconds: 7200 }),
+      'service-account token from the reviewer issuer': await mintKubernetesToken(bench.issuer, { namespace: 'custos', serviceAccount: 'operator', audience: AUDIENCE, claims: { groups: ['dba'] } }),
     };
     // The CLI cannot verify tokens (its pre-check would take the first forgery at its word and
     // call the request decided), so the forgeries go straight into Redis, as an attacker with
     // write access would put them; the first one also goes through the CLI, which stores it.
-    await review('approve', id, forgeries['same issuer name, attacker key'], 'forgery via the CLI');
+    await review('approve', id, forgeries['same bench.issuer name, attacker key'], 'forgery via the CLI');
     const filed = await svc.ask(ask());
     const digest = pendingRequest(filed).commandDigest;
     for (const [name, token] of Object.entries(forgeries)) {
-      await admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: `forgery: ${name}`, at: new Date(clock()).toISOString(), commandDigest: digest, token }));
+      await bench.admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: `forgery: ${name}`, at: new Date(clock()).toISOString(), commandDigest: digest, token }));
     }
     const still = await svc.ask(ask());
     assert.equal(still.outcome, 'pending', 'a forged review was counted');
@@ -200,12 +152,12 @@ describe('RedisApprovalService with custos approvals', () => {
     assert.deepEqual(status.counted, []);
     assert.deepEqual(status.refused.map((r) => r.why), ['service-account-reviewer']);
     // Logged without the token.
-    assert.ok(warnings.length >= 5, JSON.stringify(warnings));
-    const logged = JSON.stringify(warnings);
+    assert.ok(bench.warnings.length >= 5, JSON.stringify(bench.warnings));
+    const logged = JSON.stringify(bench.warnings);
     for (const token of Object.values(forgeries)) assert.ok(!logged.includes(token.split('.')[2] ?? ''), 'a token leaked into the log');
 
     // The CLI's unverified view now calls the request decided; the genuine review goes in directly.
-    await admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'genuine', at: new Date(clock()).toISOString(), commandDigest: digest, token: await reviewerToken('dana@example.com', ['dba']) }));
+    await bench.admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'genuine', at: new Date(clock()).toISOString(), commandDigest: digest, token: await reviewerToken('dana@example.com', ['dba']) }));
     assert.equal((await svc.ask(ask())).outcome, 'approved');
   });
 
@@ -221,12 +173,12 @@ describe('RedisApprovalService with custos approvals', () => {
     // … and a record pushed past it does not count either.
     const request = await svc.ask(ask({ requester: oidcRequester }));
     const digest = pendingRequest(request).commandDigest;
-    await admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'mine', at: new Date(clock()).toISOString(), commandDigest: digest, token: danaToken }));
+    await bench.admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'mine', at: new Date(clock()).toISOString(), commandDigest: digest, token: danaToken }));
     // A genuine reviewer's token with a review time before the request existed: a replay.
     const backdated = await reviewerToken('erin@example.com', ['dba'], { issuedAt: Math.floor(clock() / 1000) - 300 });
-    await admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'old', at: new Date(clock() - 200_000).toISOString(), commandDigest: digest, token: backdated }));
+    await bench.admin.rpush(reviewsKey(id), serializeReviewRecord({ decision: 'approve', reason: 'old', at: new Date(clock() - 200_000).toISOString(), commandDigest: digest, token: backdated }));
     // Not JSON at all.
-    await admin.rpush(reviewsKey(id), '{"decision":"approve"');
+    await bench.admin.rpush(reviewsKey(id), '{"decision":"approve"');
     const answer = await svc.ask(ask({ requester: oidcRequester }));
     assert.equal(answer.outcome, 'pending');
     const status = await svc.status(pendingRequest(answer));
@@ -274,7 +226,7 @@ describe('RedisApprovalService with custos approvals', () => {
     assert.equal(otherShape.outcome, 'pending');
     const otherPod = await service({ ...GATEWAY, pod: 'billing-1', podUid: 'pod-uid-1' }).ask(sameShape);
     assert.equal(otherPod.outcome, 'pending');
-    skewMs = 601_000;
+    bench.skewMs = 601_000;
     const afterWindow = await svc.ask({ ...first, sql: 'DELETE FROM invoices WHERE id = 3' });
     assert.equal(afterWindow.outcome, 'pending');
   });
@@ -283,13 +235,13 @@ describe('RedisApprovalService with custos approvals', () => {
     const svc = service();
     const windowed = ask({ settings: settings({ grant: { scope: 'window', windowSeconds: 600 } }) });
     const id = await pendingId(svc, windowed);
-    for (const key of await admin.keys('custos:approval:digest:*')) {
+    for (const key of await bench.admin.keys('custos:approval:digest:*')) {
       // Point every conceivable grant key at the pending request: the window is re-derived from it.
-      await admin.set(key.replace(':digest:', ':window:'), id);
+      await bench.admin.set(key.replace(':digest:', ':window:'), id);
     }
     const { windowGrantDigest } = await import('../policy/approvals/approval-digest.ts');
     const { windowGrantKey } = await import('../sidecar/approvals/approval-keys.ts');
-    await admin.set(windowGrantKey(windowGrantDigest({ requesterId: windowed.requester.id, gateway: GATEWAY, target: windowed.target.name, database: windowed.target.database, user: windowed.target.user, policy: windowed.policy, command: windowed.command, fingerprint: windowed.fingerprint })), id);
+    await bench.admin.set(windowGrantKey(windowGrantDigest({ requesterId: windowed.requester.id, gateway: GATEWAY, target: windowed.target.name, database: windowed.target.database, user: windowed.target.user, policy: windowed.policy, command: windowed.command, fingerprint: windowed.fingerprint })), id);
     assert.equal((await svc.ask({ ...windowed, sql: 'DELETE FROM invoices WHERE 1 = 1' })).outcome, 'pending');
   });
 
@@ -319,7 +271,7 @@ describe('RedisApprovalService with custos approvals', () => {
     cancel.abort();
     assert.equal((await cancelled).outcome, 'pending');
     assert.equal((await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 300) })).outcome, 'pending');
-    skewMs = 61_000;
+    bench.skewMs = 61_000;
     assert.equal((await svc.wait(request, { signal: new AbortController().signal, deadline: new Date(clock() + 60_000) })).outcome, 'expired');
   });
 
@@ -327,13 +279,13 @@ describe('RedisApprovalService with custos approvals', () => {
     const svc = service();
     const id = await pendingId(svc);
     const request = await svc.ask(ask());
-    await redis.stop();
+    await bench.redis.stop();
     try {
       assert.equal((await svc.ask(ask())).outcome, 'unavailable');
       const waited = await svc.wait(pendingRequest(request), { signal: new AbortController().signal, deadline: new Date(clock() + 1500) });
       assert.equal(waited.outcome, 'unavailable');
     } finally {
-      await redis.start();
+      await bench.redis.start();
     }
     const restarted = service();
     const after = await restarted.ask(ask());
