@@ -35,6 +35,7 @@ import { REPO_ROOT, startCustosStack, type CustosStack } from './harness/custos-
 import { freePort } from './harness/free-port.ts';
 import { waitFor } from './harness/processes.ts';
 import { startRedis, type RedisInstance } from './harness/redis.ts';
+import { metricSample } from './harness/metrics.ts';
 
 const CHANNEL = 'custos:policy:payments/billing';
 const HOUR_MS = 3_600_000;
@@ -254,16 +255,7 @@ async function metricsText(stack: CustosStack): Promise<string> {
   return res.text();
 }
 
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!rest.startsWith('{') && !rest.startsWith(' ')) continue;
-    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
-    return Number(line.split(' ').at(-1));
-  }
-  return 0;
-}
+const sample = (text: string, name: string, labels: Record<string, string> = {}): number => metricSample(text, name, labels) ?? 0;
 
 /** What the sidecar does with `SELECT 1` now: "allowed", or the SQLSTATE and message. */
 async function decisionOnSelect(stack: CustosStack): Promise<string> {

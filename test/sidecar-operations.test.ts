@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { CUSTOS_CLI, NODE, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
 import { run } from './harness/processes.ts';
+import { metricSample } from './harness/metrics.ts';
 
 async function metrics(stack: CustosStack): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${stack.httpPort}/metrics`);
@@ -15,16 +16,7 @@ async function metrics(stack: CustosStack): Promise<string> {
   return res.text();
 }
 
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!rest.startsWith('{') && !rest.startsWith(' ')) continue;
-    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
-    return Number(line.split(' ').at(-1));
-  }
-  return undefined;
-}
+const sample = metricSample;
 
 describe('sidecar operations', () => {
   let stack: CustosStack;
