@@ -3,22 +3,20 @@
 // the immediate refusals (self-review, outsider, decided, duplicate, expired token, no reason) and
 // the exit codes 0/1/2. The reviewer's token must never appear in any output.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { ApprovalSettings, ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
 import type { ApprovalAnswer, ApprovalAsk } from '../sidecar/approvals/approval-service.ts';
 import { RedisApprovalService } from '../sidecar/approvals/redis-approval-service.ts';
 import { createLocalIssuer, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
+import { CUSTOS_CLI, NODE } from './harness/custos-stack.ts';
 import { startRedis, type RedisInstance } from './harness/redis.ts';
+import { approvalAsk, approvalSettings } from './harness/approval-fixtures.ts';
+import { runCommand, type CommandResult } from './harness/processes.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const NODE = join(REPO_ROOT, 'node_modules', '.bin', 'node');
-const CUSTOS_CLI = join(REPO_ROOT, 'cli', 'custos.ts');
 const REVIEWER_ISSUER = 'https://reviewers.example';
 const AUDIENCE = 'custos-reviewers';
 
@@ -52,43 +50,15 @@ beforeEach(async () => {
   await admin.flushall();
 });
 
-interface Result { readonly code: number | null; readonly stdout: string; readonly stderr: string }
-
-function custos(args: readonly string[], env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [CUSTOS_CLI, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => { resolve({ code, stdout, stderr }); });
-  });
+function custos(args: readonly string[], env: Record<string, string> = {}): Promise<CommandResult> {
+  return runCommand(NODE, [CUSTOS_CLI, ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env } });
 }
 
-function settings(overrides: Partial<ApprovalSettings> = {}): ApprovalSettings {
-  return {
-    reviewers: { groups: ['dba'], users: ['carol@example.com'] }, minApprovals: 1, mode: 'return', holdTimeoutSeconds: 300,
-    ttlSeconds: 3600, grant: { scope: 'once' }, ...overrides,
-  };
-}
+const settings = (overrides: Partial<ApprovalSettings> = {}): ApprovalSettings =>
+  approvalSettings({ reviewers: { groups: ['dba'], users: ['carol@example.com'] }, ...overrides });
 
-function ask(overrides: Partial<ApprovalAsk> = {}): ApprovalAsk {
-  return {
-    requester: { id: `${REVIEWER_ISSUER}#rita`, kind: 'OIDC' },
-    target: { name: 'invoices-db', protocol: 'postgres', database: 'app', user: 'app' },
-    policy: { name: 'billing', namespace: 'payments', version: '7', rule: 'unbounded-deletes' },
-    sql: 'DELETE FROM invoices',
-    command: 'DELETE FROM invoices',
-    fingerprint: 'fp',
-    reason: 'JIRA-42 purge',
-    settings: settings(),
-    ...overrides,
-  };
-}
+const ask = (overrides: Partial<ApprovalAsk> = {}): ApprovalAsk =>
+  approvalAsk({ requester: { id: `${REVIEWER_ISSUER}#rita`, kind: 'OIDC' }, fingerprint: 'fp', settings: settings(), ...overrides });
 
 async function file(question = ask()): Promise<string> {
   const answer: ApprovalAnswer = await svc.ask(question);
@@ -107,7 +77,7 @@ function reviewer(name: string, groups: string[] = ['dba']): Promise<{ path: str
   return tokenFile(name, { email: `${name}@example.com`, groups });
 }
 
-function assertNoToken(result: Result, token: string): void {
+function assertNoToken(result: CommandResult, token: string): void {
   const signature = token.split('.')[2] ?? token;
   assert.ok(!result.stdout.includes(signature) && !result.stderr.includes(signature), 'the token was printed');
 }

@@ -6,7 +6,6 @@
 // naming the field and installs nothing, not even the family that was valid.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AccessPolicy } from '../crds/generated/access-policy.ts';
@@ -16,6 +15,7 @@ import { DEFAULT_INJECTION_SETTINGS, type InjectionSettings } from '../operator/
 import type { ContainerLike, PodLike } from '../operator/webhook/pod-types.ts';
 import { CUSTOS_CLI, NODE, REPO_ROOT } from './harness/custos-stack.ts';
 import { createPodAndDb, outputJumps, type PodAndDb } from './harness/netns.ts';
+import { runCommand, type CommandResult } from './harness/processes.ts';
 
 const PROXY = 17337;
 const APP = 1000;
@@ -63,28 +63,13 @@ function injectedInitContainer(): ContainerLike {
   return init;
 }
 
-interface Outcome {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 let net: PodAndDb;
 
 /** Runs `custos <args>` in the pod's network namespace with only `env` (and PATH), as the container would. */
-function runInPod(args: readonly string[], env: Readonly<Record<string, string>>): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', net.pod, NODE, CUSTOS_CLI, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => { resolve({ code, stdout, stderr }); });
+function runInPod(args: readonly string[], env: Readonly<Record<string, string>>): Promise<CommandResult> {
+  return runCommand('ip', ['netns', 'exec', net.pod, NODE, CUSTOS_CLI, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...env },
   });
 }
 
