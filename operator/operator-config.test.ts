@@ -16,6 +16,8 @@ describe('readOperatorConfig', () => {
     assert.equal(config.redisUrl, undefined);
     assert.equal(config.injection.proxyUid, 17337);
     assert.deepEqual(config.lease, { durationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 });
+    assert.equal(config.shutdownDelaySeconds, 5);
+    assert.equal(readOperatorConfig({ ...BASE, CUSTOS_SHUTDOWN_DELAY_SECONDS: '0' }, HOST).shutdownDelaySeconds, 0);
   });
 
   it('takes images and Redis from the environment into the injection settings', () => {
@@ -40,6 +42,7 @@ describe('readOperatorConfig', () => {
     [{ ...BASE, CUSTOS_REDIS_URL: 'redis://:s3cret@redis:6379/0' }, /CUSTOS_REDIS_URL: carries a password, which would be copied into every policy ConfigMap/],
     [{ ...BASE, CUSTOS_REDIS_URL: 'redis://redis:6379/0?password=s3cret' }, /CUSTOS_REDIS_URL: carries a password/],
     [{ ...BASE, CUSTOS_REDIS_URL: 'http://redis' }, /CUSTOS_REDIS_URL: must start with redis:\/\//],
+    [{ ...BASE, CUSTOS_SHUTDOWN_DELAY_SECONDS: '-1' }, /CUSTOS_SHUTDOWN_DELAY_SECONDS: "-1" is not a whole number of seconds between 0 and 3600/],
     [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '0' }, /CUSTOS_LEASE_DURATION_SECONDS: "0" is not a whole number of seconds/],
     [{ ...BASE, CUSTOS_LEASE_DURATION_SECONDS: '10' }, /CUSTOS_LEASE_RENEW_DEADLINE_SECONDS: 10 must be less than the lease duration \(10\)/],
     [{ ...BASE, CUSTOS_LEASE_RENEW_DEADLINE_SECONDS: '2' }, /CUSTOS_LEASE_RETRY_PERIOD_SECONDS: 2 must be less than the renew deadline \(2\)/],

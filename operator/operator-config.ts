@@ -59,10 +59,10 @@ function port(env: Env, variable: string, fallback: number): number {
 }
 
 /** Kubernetes object names (RFC 1123 subdomain, which Leases, Secrets and configurations use). */
-function seconds(env: Env, variable: string, fallback: number): number {
+function seconds(env: Env, variable: string, fallback: number, min = 1): number {
   const value = env[variable];
   if (value === undefined || value === '') return fallback;
-  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > 3600) fail(variable, `${JSON.stringify(value)} is not a whole number of seconds between 1 and 3600`);
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > 3600) fail(variable, `${JSON.stringify(value)} is not a whole number of seconds between ${min} and 3600`);
   return Number(value);
 }
 
@@ -131,7 +131,7 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
       extraNames: (env.CUSTOS_WEBHOOK_EXTRA_NAMES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''),
     },
     metrics: { host: text(env, 'CUSTOS_METRICS_HOST', '0.0.0.0'), port: port(env, 'CUSTOS_METRICS_PORT', 9090) },
-    shutdownDelaySeconds: env.CUSTOS_SHUTDOWN_DELAY_SECONDS === '0' ? 0 : seconds(env, 'CUSTOS_SHUTDOWN_DELAY_SECONDS', 5),
+    shutdownDelaySeconds: seconds(env, 'CUSTOS_SHUTDOWN_DELAY_SECONDS', 5, 0),
     ...(redisUrl === undefined ? {} : { redisUrl }),
     ...(kubeconfig === undefined ? {} : { kubeconfig }),
     injection: validateInjectionSettings(injection),
