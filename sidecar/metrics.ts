@@ -20,6 +20,10 @@ export interface SidecarMetrics {
   readonly policyAnnouncementsApplied: Counter;
   readonly policyAnnouncementsUnconfirmed: Counter;
   readonly protocolErrors: Counter<'code'>;
+  /** 1 when SO_ORIGINAL_DST can be read (transparent interception verified), 0 in explicit mode only. */
+  readonly originalDestinationAvailable: Gauge;
+  /** Connections refused by where they were going (sidecar/destination-placement.ts). */
+  readonly destinationRefusals: Counter<'target' | 'reason'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): SidecarMetrics {
@@ -58,5 +62,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Sidec
       registers,
     }),
     protocolErrors: new Counter({ name: 'custos_protocol_errors_total', help: 'Connections closed for protocol violations, by error code.', labelNames: ['code'], registers }),
+    originalDestinationAvailable: new Gauge({
+      name: 'custos_original_destination_available',
+      help: '1 when the SO_ORIGINAL_DST addon is loaded; 0: explicit mode only, redirected connections are placed by listener port without verification.',
+      registers,
+    }),
+    destinationRefusals: new Counter({
+      name: 'custos_destination_refusals_total',
+      help: 'Connections refused because of their original destination (another target, no target, unreadable), by listener target.',
+      labelNames: ['target', 'reason'],
+      registers,
+    }),
   };
 }

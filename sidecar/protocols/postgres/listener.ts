@@ -1,6 +1,11 @@
-// A PostgreSQL listener for one target (explicit mode: a local port per target). Owns its sessions
-// so the sidecar can drain them on SIGTERM.
+// A PostgreSQL listener for one target (a local port per target: dialled directly in explicit mode,
+// or reached through the pod's nat REDIRECT in transparent mode). Owns its sessions so the sidecar
+// can drain them on SIGTERM. Each accepted connection is first placed by where it was going
+// (`place`, sidecar/destination-placement.ts); one that is not for this listener's target is
+// refused in protocol terms (refuse-connection.ts) and never becomes a session.
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Placement } from '../../destination-placement.ts';
+import { refuseConnection } from './refuse-connection.ts';
 import { PostgresSession, type SessionEnvironment } from './session.ts';
 
 export interface PostgresListener {
@@ -13,11 +18,28 @@ export interface PostgresListener {
   terminateSessions(): void;
 }
 
-export async function startPostgresListener(options: { target: string; host: string; port: number; environment: SessionEnvironment }): Promise<PostgresListener> {
+export interface PostgresListenerOptions {
+  readonly target: string;
+  readonly host: string;
+  readonly port: number;
+  readonly environment: SessionEnvironment;
+  /**
+   * Decides whether an accepted connection is for this listener's target; called synchronously
+   * before any byte is read (SO_ORIGINAL_DST).
+   */
+  readonly place?: (socket: Socket) => Placement;
+}
+
+export async function startPostgresListener(options: PostgresListenerOptions): Promise<PostgresListener> {
   const sessions = new Set<PostgresSession>();
   // allowHalfOpen: a client may send its last messages and half-close; like PostgreSQL, the session
   // still answers them before closing.
   const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+    const placement = options.place?.(socket);
+    if (placement?.kind === 'refuse') {
+      refuseConnection(socket, options.target, placement, options.environment);
+      return;
+    }
     const session = new PostgresSession(socket, options.environment);
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
