@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { CustosError } from '../lib/errors.ts';
+import { RELAY_AUDIENCE } from '../policy/approvals/relay-claims.ts';
 
 export interface SidecarConfig {
   /** AccessPolicy YAML (a mounted ConfigMap in Kubernetes); reloaded when it changes. */
@@ -35,6 +36,11 @@ export interface SidecarConfig {
     readonly jwksFile?: string;
     readonly jwksUri?: string;
   };
+  /**
+   * Kubernetes reviews (ADR 0011): the operator's issuer of relay tokens and its public keys (the
+   * `reviewers.jwks.json` key of the policy ConfigMap). Rendered by the operator; absent locally.
+   */
+  readonly kubernetesReviews?: { readonly issuer: string; readonly audience: string; readonly jwksFile: string };
   /** Local runs only: reach a target somewhere other than the policy says (e.g. a demo port). */
   readonly targetOverrides: Readonly<Record<string, { readonly host?: string; readonly port?: number; readonly database?: string }>>;
   readonly shutdownGraceSeconds: number;
@@ -106,6 +112,12 @@ const schema = {
         jwksUri: { type: 'string' },
       },
     },
+    kubernetesReviews: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['issuer', 'jwksFile'],
+      properties: { issuer: { type: 'string', minLength: 1 }, audience: { type: 'string', minLength: 1 }, jwksFile: { type: 'string', minLength: 1 } },
+    },
     targetOverrides: {
       type: 'object',
       additionalProperties: {
@@ -151,6 +163,7 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
     redisUrl?: string;
     gateway?: { id?: string; podUid?: string; podName?: string; namespace?: string };
     workloadIdentity?: { tokenFile: string; issuer: string; audience?: string; jwksFile?: string; jwksUri?: string };
+    kubernetesReviews?: { issuer: string; audience?: string; jwksFile: string };
     targetOverrides?: Record<string, { host?: string; port?: number; database?: string }>;
     shutdownGraceSeconds?: number;
     logLevel?: string;
@@ -189,6 +202,9 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
             ...(wi.jwksUri !== undefined ? { jwksUri: wi.jwksUri } : {}),
           },
         }
+      : {}),
+    ...(c.kubernetesReviews
+      ? { kubernetesReviews: { issuer: c.kubernetesReviews.issuer, audience: c.kubernetesReviews.audience ?? RELAY_AUDIENCE, jwksFile: path(c.kubernetesReviews.jwksFile) } }
       : {}),
     targetOverrides: c.targetOverrides ?? {},
     shutdownGraceSeconds: c.shutdownGraceSeconds ?? 25,

@@ -10,6 +10,7 @@ import { CustosError } from '../lib/errors.ts';
 import type { CompiledPolicy } from '../policy/compile.ts';
 import { evaluate } from '../policy/evaluate.ts';
 import type { ReviewerAuthentication } from '../policy/approvals/approval-types.ts';
+import { RELAY_CLAIMS, RELAY_TOKEN_LIFETIME_SECONDS } from '../policy/approvals/relay-claims.ts';
 import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
 import { RedisApprovalService } from './approvals/redis-approval-service.ts';
 import { CallerIdentity } from './caller-identity.ts';
@@ -108,6 +109,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
         ...(config.gateway.namespace !== undefined ? { namespace: config.gateway.namespace } : {}),
       },
       reviewerAuthentication: reviewerAuthenticationOf(policy.current),
+      ...(config.kubernetesReviews === undefined ? {} : { kubernetesReviews: relayAuthentication(config.kubernetesReviews) }),
       logger: logger.child({ component: 'approvals' }),
     });
     policy.onChange((p) => { service.configureReviewers(reviewerAuthenticationOf(p)); });
@@ -224,6 +226,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       await ops.close();
       logger.info('drained');
     },
+  };
+}
+
+/** The operator's relay tokens for Kubernetes reviews: fixed claims, bound to a request (relay-claims.ts). */
+function relayAuthentication(relay: NonNullable<SidecarConfig['kubernetesReviews']>): ReviewerAuthentication {
+  return {
+    kind: 'kubernetes-relay', issuer: relay.issuer, audience: relay.audience, jwksFile: relay.jwksFile,
+    usernameClaim: RELAY_CLAIMS.username, groupsClaim: RELAY_CLAIMS.groups, maxTokenAgeSeconds: RELAY_TOKEN_LIFETIME_SECONDS,
   };
 }
 

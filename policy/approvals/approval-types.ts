@@ -30,6 +30,13 @@ export interface ApprovalSettings {
  * only write to Redis. Declared once per policy (`spec.reviewerAuthentication`).
  */
 export interface ReviewerAuthentication {
+  /**
+   * `oidc` (default): reviewers' own tokens, claims as configured. `kubernetes-relay`: tokens the
+   * Custos operator signs for reviews the Kubernetes API server authenticated (AccessReview, ADR
+   * 0011); the reviewer is in the `username`, `groups` and `uid` claims, and every token is bound
+   * to one request and one command digest (relay-claims.ts).
+   */
+  readonly kind?: 'oidc' | 'kubernetes-relay';
   readonly issuer: string;
   readonly audience: string;
   readonly jwksUri?: string;

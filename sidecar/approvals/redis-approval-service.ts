@@ -6,6 +6,7 @@
 // make the answer `unavailable`, `pending` or "not counted" — never `approved`.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { decodeJwt } from 'jose';
 import type { Logger } from 'pino';
 import { approvalDigest, windowGrantDigest } from '../../policy/approvals/approval-digest.ts';
 import type { ApprovalRequest, ApprovalSettings, ApprovalStatus, Review, ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
@@ -55,8 +56,13 @@ export interface RedisApprovalServiceOptions {
   readonly redisUrl: string;
   /** This sidecar: bound into every digest, so an approval never runs on another pod. */
   readonly gateway: ApprovalRequest['gateway'];
-  /** From the compiled policy (`spec.reviewerAuthentication`); without it no review counts. */
+  /** From the compiled policy (`spec.reviewerAuthentication`); without it no local-mode review counts. */
   readonly reviewerAuthentication?: ReviewerAuthentication | undefined;
+  /**
+   * From the sidecar config the operator renders: its issuer for Kubernetes reviews it relays
+   * (`kind: kubernetes-relay`, ADR 0011). Fixed for the sidecar's lifetime.
+   */
+  readonly kubernetesReviews?: ReviewerAuthentication | undefined;
   /** Tests: a ready verifier instead of one built from `reviewerAuthentication`. */
   readonly reviewerVerifier?: ReviewerVerifier;
   readonly logger?: Pick<Logger, 'warn' | 'info'>;
@@ -83,7 +89,9 @@ export class RedisApprovalService implements ApprovalService {
   readonly #toleranceMs: number;
   #verifier: ReviewerVerifier | undefined;
   #verifierReady: Promise<void> = Promise.resolve();
-  /** Verified reviewers by review record text (a record's verification depends only on itself). */
+  readonly #relayVerifier: ReviewerVerifier | undefined;
+  readonly #relayReady: Promise<void> = Promise.resolve();
+  /** Verified reviewers by request id and review record text (what a record's verification depends on). */
   #reviewers = new Map<string, Reviewer>();
   /** Records already logged as not counted, so a held statement's polling logs each once. */
   #loggedRefusals = new Set<string>();
@@ -106,6 +114,18 @@ export class RedisApprovalService implements ApprovalService {
     } else if (options.reviewerAuthentication !== undefined) {
       this.configureReviewers(options.reviewerAuthentication);
     }
+    if (options.kubernetesReviews !== undefined) {
+      this.#relayVerifier = this.#newVerifier(options.kubernetesReviews);
+      this.#relayReady = this.#relayVerifier.start().catch(() => undefined);
+    }
+  }
+
+  #newVerifier(authentication: ReviewerAuthentication): ReviewerVerifier {
+    return new ReviewerVerifier(authentication, {
+      onKeysRefresh: (event) => {
+        if (!event.ok) this.#logger?.warn({ issuer: event.issuer, result: event.result, detail: event.detail }, 'reviewer JWKS refresh failed');
+      },
+    });
   }
 
   /** Installs the reviewer authentication of a (re)loaded policy; undefined: no review counts. */
@@ -119,11 +139,7 @@ export class RedisApprovalService implements ApprovalService {
       this.#verifierReady = Promise.resolve();
       return;
     }
-    const verifier = new ReviewerVerifier(authentication, {
-      onKeysRefresh: (event) => {
-        if (!event.ok) this.#logger?.warn({ issuer: event.issuer, result: event.result, detail: event.detail }, 'reviewer JWKS refresh failed');
-      },
-    });
+    const verifier = this.#newVerifier(authentication);
     this.#verifier = verifier;
     this.#verifierReady = verifier.start().catch(() => undefined);
   }
@@ -192,6 +208,7 @@ export class RedisApprovalService implements ApprovalService {
     if (this.#closed) return;
     this.#closed = true;
     this.#verifier?.stop();
+    this.#relayVerifier?.stop();
     this.#redis.disconnect();
     await Promise.resolve();
   }
@@ -411,30 +428,43 @@ export class RedisApprovalService implements ApprovalService {
       this.#logRefusal(request, text, 'review-time-out-of-range');
       return undefined;
     }
-    let reviewer = this.#reviewers.get(text);
+    const cacheKey = `${request.id}\n${text}`;
+    let reviewer = this.#reviewers.get(cacheKey);
     if (reviewer === undefined) {
-      const verifier = this.#verifier;
+      const verifier = this.#verifierFor(record.token);
       if (verifier === undefined) {
         this.#logRefusal(request, text, 'no-reviewer-authentication');
         return undefined;
       }
-      await this.#verifierReady;
+      await (verifier === this.#relayVerifier ? this.#relayReady : this.#verifierReady);
       try {
-        reviewer = await verifier.verify(record.token, new Date(at));
+        reviewer = await verifier.verify(record.token, new Date(at), { request: request.id, commandDigest: record.commandDigest });
       } catch (e: unknown) {
         const why = e instanceof TokenVerificationError ? e.reason : 'verification-failed';
         if (record.decision === 'deny' && (!(e instanceof TokenVerificationError) || TRANSIENT_REASONS.has(e.reason))) {
           this.#logRefusal(request, text, 'deny-not-verifiable-yet', why);
           return UNVERIFIABLE_NOW;
         }
-        // Bad signature, another issuer or audience, expired or too old at the review time: never counts.
-        this.#logRefusal(request, text, why);
+        // Bad signature, another issuer or audience, expired or too old at the review time, bound
+        // to another request or statement: never counts.
+        this.#logRefusal(request, text, why, e instanceof Error ? e.message : undefined);
         return undefined;
       }
       if (this.#reviewers.size >= MAX_CACHED_REVIEWERS) this.#reviewers.clear();
-      this.#reviewers.set(text, reviewer);
+      this.#reviewers.set(cacheKey, reviewer);
     }
     return { reviewer, decision: record.decision, reason: record.reason, at: record.at, commandDigest: record.commandDigest };
+  }
+
+  /**
+   * The verifier for a review token: the operator's relay issuer or the policy's reviewer issuer,
+   * chosen by the token's unverified `iss` (only a lookup: the chosen verifier pins its issuer).
+   * A token naming neither goes to the policy's verifier, which refuses it with the reason.
+   */
+  #verifierFor(token: string): ReviewerVerifier | undefined {
+    const relay = this.#relayVerifier;
+    if (relay !== undefined && unverifiedIssuer(token) === relay.authentication.issuer) return relay;
+    return this.#verifier ?? relay;
   }
 
   #logRefusal(request: ApprovalRequest, record: string, why: string, detail?: string): void {
@@ -443,6 +473,15 @@ export class RedisApprovalService implements ApprovalService {
     this.#loggedRefusals.add(record);
     // Never the record itself: it holds the reviewer's token.
     this.#logger?.warn({ approvalRequest: request.id, why, ...(detail === undefined ? {} : { detail }) }, 'approval review not counted');
+  }
+}
+
+function unverifiedIssuer(token: string): string | undefined {
+  try {
+    const { iss } = decodeJwt(token);
+    return iss;
+  } catch {
+    return undefined;
   }
 }
 

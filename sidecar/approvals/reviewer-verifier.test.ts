@@ -10,6 +10,7 @@ const ISSUER = 'https://reviewers.example';
 const AUDIENCE = 'custos-reviewers';
 const NOW = Date.parse('2026-01-01T10:00:00.000Z');
 const NOW_S = NOW / 1000;
+const BINDING = { request: 'ar-aaaaaaaaaaaa', commandDigest: `sha256:${'a'.repeat(64)}` };
 
 let issuer: LocalIssuer;
 let verifier: ReviewerVerifier;
@@ -27,27 +28,27 @@ before(async () => {
 describe('ReviewerVerifier', () => {
   it('names the reviewer from the configured claims, with iss#sub as the stable id', async () => {
     const token = await issuer.mint({ email: 'dana@example.com', groups: ['dba', 7, 'ops'] }, { audience: AUDIENCE, subject: 'u-123' });
-    assert.deepEqual(await verifier.verify(token, new Date(NOW + 60_000)), {
+    assert.deepEqual(await verifier.verify(token, new Date(NOW + 60_000), BINDING), {
       username: 'dana@example.com', groups: ['dba', 'ops'], id: `${ISSUER}#u-123`, via: 'oidc',
     });
   });
 
   it('falls back to sub when the user-name claim is missing', async () => {
     const token = await issuer.mint({ groups: ['dba'] }, { audience: AUDIENCE, subject: 'u-9' });
-    assert.equal((await verifier.verify(token, new Date(NOW))).username, 'u-9');
+    assert.equal((await verifier.verify(token, new Date(NOW), BINDING)).username, 'u-9');
   });
 
   it('keeps a service-account token a service account, whatever claims it adds', async () => {
     const token = await mintKubernetesToken(issuer, { namespace: 'custos', serviceAccount: 'operator', audience: AUDIENCE, claims: { email: 'dba-lead@example.com', groups: ['dba'] } });
-    const reviewer = await verifier.verify(token, new Date(NOW));
+    const reviewer = await verifier.verify(token, new Date(NOW), BINDING);
     assert.equal(reviewer.username, 'system:serviceaccount:custos:operator');
     assert.deepEqual(reviewer.groups, []);
   });
 
   it('verifies as of the review time: valid then, even if expired now', async () => {
     const token = await issuer.mint({ email: 'dana@example.com' }, { audience: AUDIENCE, subject: 'dana', expiresInSeconds: 300 });
-    await verifier.verify(token, new Date(NOW + 120_000));
-    await assert.rejects(verifier.verify(token, new Date(NOW + 400_000)), { reason: 'expired' });
+    await verifier.verify(token, new Date(NOW + 120_000), BINDING);
+    await assert.rejects(verifier.verify(token, new Date(NOW + 400_000), BINDING), { reason: 'expired' });
   });
 
   const refusals: [string, () => Promise<string>, number, string][] = [
@@ -59,7 +60,51 @@ describe('ReviewerVerifier', () => {
   ];
   for (const [name, mint, at, reason] of refusals) {
     it(`refuses ${name}`, async () => {
-      await assert.rejects(verifier.verify(await mint(), new Date(at)), { reason });
+      await assert.rejects(verifier.verify(await mint(), new Date(at), BINDING), { reason });
+    });
+  }
+
+  it('holds an OIDC token that names a request or digest to them', async () => {
+    const other = await issuer.mint({ email: 'dana@example.com', 'custos.io/request': 'ar-bbbbbbbbbbbb' }, { audience: AUDIENCE, subject: 'dana' });
+    await assert.rejects(verifier.verify(other, new Date(NOW), BINDING), /issued for another request/);
+    const same = await issuer.mint({ email: 'dana@example.com', 'custos.io/request': BINDING.request, 'custos.io/commandDigest': BINDING.commandDigest }, { audience: AUDIENCE, subject: 'dana' });
+    assert.equal((await verifier.verify(same, new Date(NOW), BINDING)).username, 'dana@example.com');
+  });
+});
+
+describe('ReviewerVerifier, kubernetes-relay (operator-signed reviews)', () => {
+  let relay: ReviewerVerifier;
+  let operator: LocalIssuer;
+  const OPERATOR = 'https://custos-operator.custos-system.svc/reviews';
+  before(async () => {
+    operator = await createLocalIssuer({ issuer: OPERATOR, alg: 'ES256', clock: () => NOW });
+    relay = new ReviewerVerifier(
+      auth({ kind: 'kubernetes-relay', issuer: OPERATOR, audience: 'custos.io/reviews', usernameClaim: 'username' }),
+      { keys: { issuer: OPERATOR, getKey: createLocalJWKSet(operator.jwks()) } },
+    );
+  });
+  const relayed = (claims: Record<string, unknown>): Promise<string> => operator.mint(
+    { username: 'alice', groups: ['dba', 'system:authenticated'], uid: 'u-alice', 'custos.io/request': BINDING.request, 'custos.io/commandDigest': BINDING.commandDigest, ...claims },
+    { audience: 'custos.io/reviews', subject: 'alice' },
+  );
+
+  it('names the reviewer the API server authenticated, as a Kubernetes reviewer with its uid', async () => {
+    assert.deepEqual(await relay.verify(await relayed({}), new Date(NOW), BINDING), {
+      username: 'alice', groups: ['dba', 'system:authenticated'], id: 'u-alice', via: 'kubernetes',
+    });
+  });
+
+  const attacks: [string, Record<string, unknown>, RegExp][] = [
+    ['moved to another request', { 'custos.io/request': 'ar-cccccccccccc' }, /another request/],
+    ['moved to another statement', { 'custos.io/commandDigest': `sha256:${'b'.repeat(64)}` }, /another statement/],
+    ['without the request binding', { 'custos.io/request': undefined }, /not bound to a request/],
+    ['without the digest binding', { 'custos.io/commandDigest': undefined }, /not bound to a request/],
+    ['without a reviewer', { username: undefined }, /without a reviewer/],
+    ['with groups that are not strings', { groups: ['dba', 1] }, /without a reviewer/],
+  ];
+  for (const [name, claims, message] of attacks) {
+    it(`refuses a relay token ${name}`, async () => {
+      await assert.rejects(relay.verify(await relayed(claims), new Date(NOW), BINDING), message);
     });
   }
 });

@@ -8,7 +8,13 @@
 // What stops a reviewer (or anyone) from backdating a review with an old token is that the token
 // had to be valid at that instant (exp, nbf, iat ≤ at, at − iat ≤ maxTokenAgeSeconds) and that the
 // service only accepts review times between the request's creation and now.
+//
+// Kubernetes reviews arrive as tokens the operator signs (`kind: kubernetes-relay`, ADR 0011): the
+// reviewer is whom the API server authenticated, and the token names the one request and digest it
+// was signed for, so it cannot be moved to another request or flipped onto another statement. An
+// OIDC token that carries the same binding claims is held to them too.
 import type { ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
+import { RELAY_CLAIMS, type ReviewBinding } from '../../policy/approvals/relay-claims.ts';
 import { IssuerKeys, type JwksRefreshEvent } from '../identity/issuer-keys.ts';
 import {
   createTokenVerifier, DEFAULT_CLOCK_TOLERANCE_SECONDS, ERR_AUTH_TOKEN_INVALID, TokenVerificationError, type TokenKeySource,
@@ -53,8 +59,11 @@ export class ReviewerVerifier {
     this.#holder?.stop();
   }
 
-  /** The reviewer the token names, as of `at`; throws TokenVerificationError when it does not verify. */
-  async verify(token: string, at: Date): Promise<Reviewer> {
+  /**
+   * The reviewer the token names, as of `at`, for the review of `binding`; throws
+   * TokenVerificationError when it does not verify or is bound to another request or digest.
+   */
+  async verify(token: string, at: Date, binding: ReviewBinding): Promise<Reviewer> {
     const atMs = at.getTime();
     const auth = this.authentication;
     const verifier = createTokenVerifier({
@@ -71,6 +80,8 @@ export class ReviewerVerifier {
     if (typeof iat !== 'number' || iat > atMs / 1000 + this.#clockTolerance) {
       throw new TokenVerificationError(ERR_AUTH_TOKEN_INVALID, 'issued-in-future', 'token invalid: issued after the review time');
     }
+    checkBinding(principal.claims, binding, auth.kind === 'kubernetes-relay');
+    if (auth.kind === 'kubernetes-relay') return relayedReviewer(principal.claims);
     const id = `${principal.issuer}#${principal.subject}`;
     if (principal.kubernetes !== undefined) {
       // A service-account token from the reviewer issuer: keep its SA user name so the tally
@@ -83,4 +94,28 @@ export class ReviewerVerifier {
     const groups = Array.isArray(claimedGroups) ? claimedGroups.filter((g): g is string => typeof g === 'string') : [];
     return { username, groups, id, via: 'oidc' };
   }
+}
+
+function bindingMismatch(detail: string): TokenVerificationError {
+  return new TokenVerificationError(ERR_AUTH_TOKEN_INVALID, 'invalid-claim', `token invalid: ${detail}`);
+}
+
+/** Relay tokens must name this request and digest; any token that names one must name these. */
+function checkBinding(claims: Readonly<Record<string, unknown>>, binding: ReviewBinding, required: boolean): void {
+  const request = claims[RELAY_CLAIMS.request];
+  const digest = claims[RELAY_CLAIMS.commandDigest];
+  if (required && (request === undefined || digest === undefined)) throw bindingMismatch('not bound to a request');
+  if (request !== undefined && request !== binding.request) throw bindingMismatch('issued for another request');
+  if (digest !== undefined && digest !== binding.commandDigest) throw bindingMismatch('issued for another statement');
+}
+
+/** The reviewer as the Kubernetes API server authenticated them, from an operator-signed token. */
+function relayedReviewer(claims: Readonly<Record<string, unknown>>): Reviewer {
+  const username = claims[RELAY_CLAIMS.username];
+  const groups = claims[RELAY_CLAIMS.groups];
+  const uid = claims[RELAY_CLAIMS.uid];
+  if (typeof username !== 'string' || username === '' || !Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) {
+    throw bindingMismatch('relay token without a reviewer');
+  }
+  return { username, groups: groups, ...(typeof uid === 'string' && uid !== '' ? { id: uid } : {}), via: 'kubernetes' };
 }
