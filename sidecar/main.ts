@@ -14,6 +14,7 @@ import { RELAY_CLAIMS, RELAY_TOKEN_LIFETIME_SECONDS } from '../policy/approvals/
 import { analyseSql, loadSqlParser } from '../policy/sql/parser.ts';
 import { RedisApprovalService } from './approvals/redis-approval-service.ts';
 import { CallerIdentity } from './caller-identity.ts';
+import { ConnectionPlacement } from './connection-placement.ts';
 import type { SidecarConfig } from './config.ts';
 import { startOpsServer, type OpsServer, type ReadinessCheck } from './http-server.ts';
 import { IssuerKeys } from './identity/issuer-keys.ts';
@@ -134,6 +135,13 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
     return view;
   };
 
+  // Where intercepted connections were going (SO_ORIGINAL_DST) and what each target resolves to.
+  const placement = await ConnectionPlacement.start({
+    targets: () => policy.current.spec.targets,
+    onTargetsChange: (listener) => { policy.onChange(listener); },
+    logger,
+    metrics,
+  });
   const listeners = new Map<string, PostgresListener>();
   const maskingServices = new Map<string, MaskingService>();
   for (const [index, target] of policy.current.spec.targets.entries()) {
@@ -167,7 +175,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       draining: () => draining,
       ...(approvals !== undefined ? { approvals } : {}),
     };
-    const listener = await startPostgresListener({ target: target.name, host: config.listen.host, port, environment });
+    const listener = await startPostgresListener({ target: target.name, host: config.listen.host, port, environment, place: (socket) => placement.place(target.name, socket) });
     listeners.set(target.name, listener);
     logger.info({ target: target.name, host: config.listen.host, port: listener.port }, 'listening');
   }
@@ -220,6 +228,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       await announcements?.close();
       await approvals?.close();
       policy.close();
+      placement.close();
       callers.close();
       for (const m of maskingServices.values()) m.close();
       workloadKeys?.stop();

@@ -25,9 +25,10 @@ export interface PostgresListenerOptions {
   readonly environment: SessionEnvironment;
   /**
    * Decides whether an accepted connection is for this listener's target; called synchronously
-   * before any byte is read (SO_ORIGINAL_DST).
+   * before any byte is read (SO_ORIGINAL_DST). Required: a listener that served everything would
+   * silently skip the destination check.
    */
-  readonly place?: (socket: Socket) => Placement;
+  readonly place: (socket: Socket) => Placement;
 }
 
 export async function startPostgresListener(options: PostgresListenerOptions): Promise<PostgresListener> {
@@ -35,8 +36,8 @@ export async function startPostgresListener(options: PostgresListenerOptions): P
   // allowHalfOpen: a client may send its last messages and half-close; like PostgreSQL, the session
   // still answers them before closing.
   const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
-    const placement = options.place?.(socket);
-    if (placement?.kind === 'refuse') {
+    const placement = options.place(socket);
+    if (placement.kind === 'refuse') {
       refuseConnection(socket, options.target, placement, options.environment);
       return;
     }
