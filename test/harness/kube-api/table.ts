@@ -107,15 +107,87 @@ function count(v: unknown): number {
   return isObject(v) ? Object.keys(v).length : 0;
 }
 
+type JsonList = JsonObject[];
+
+function objects(v: unknown): JsonList {
+  return Array.isArray(v) ? v.filter(isObject) : [];
+}
+
+function stateOf(s: JsonObject, which: 'waiting' | 'running' | 'terminated'): JsonObject | undefined {
+  const state = isObject(s.state) ? s.state : {};
+  const value = state[which];
+  return isObject(value) ? value : undefined;
+}
+
+/**
+ * The Ready, Status and Restarts cells of `kubectl get pods`, as the API server's printer
+ * computes them (pkg/printers/internalversion/printers.go printPod): native sidecars count as
+ * containers, an init container in progress shows Init:N/M or Init:<reason>, a terminated
+ * container its reason (Completed, Error) or ExitCode:N, a waiting one its reason
+ * (ContainerCreating, CrashLoopBackOff), and a pod being deleted Terminating.
+ */
 function podCells(o: KubeObject): unknown[] {
   const spec = isObject(o.spec) ? o.spec : {};
   const status = isObject(o.status) ? o.status : {};
-  const containers = Array.isArray(spec.containers) ? spec.containers.length : 0;
-  const statuses = Array.isArray(status.containerStatuses) ? status.containerStatuses.filter(isObject) : [];
-  const ready = statuses.filter((s) => s.ready === true).length;
-  const restarts = statuses.reduce((n, s) => n + (typeof s.restartCount === 'number' ? s.restartCount : 0), 0);
-  const phase = o.metadata.deletionTimestamp !== undefined ? 'Terminating' : typeof status.phase === 'string' ? status.phase : 'Pending';
-  return [`${ready}/${containers}`, phase, restarts];
+  const initSpecs = objects(spec.initContainers);
+  const isSidecar = (name: unknown): boolean => initSpecs.some((c) => c.name === name && c.restartPolicy === 'Always');
+  const total = objects(spec.containers).length + initSpecs.filter((c) => c.restartPolicy === 'Always').length;
+  let reason = typeof status.reason === 'string' && status.reason !== '' ? status.reason : typeof status.phase === 'string' ? status.phase : 'Pending';
+  let ready = 0;
+  let restarts = 0;
+  let sidecarRestarts = 0;
+  let initializing = false;
+  const initStatuses = objects(status.initContainerStatuses);
+  for (const [i, c] of initStatuses.entries()) {
+    const count = typeof c.restartCount === 'number' ? c.restartCount : 0;
+    restarts += count;
+    if (isSidecar(c.name)) sidecarRestarts += count;
+    const terminated = stateOf(c, 'terminated');
+    const waiting = stateOf(c, 'waiting');
+    if (terminated !== undefined && terminated.exitCode === 0) continue;
+    if (isSidecar(c.name) && c.started === true) {
+      if (c.ready === true) ready += 1;
+      continue;
+    }
+    if (terminated !== undefined) {
+      const r = typeof terminated.reason === 'string' ? terminated.reason : '';
+      if (r !== '') reason = `Init:${r}`;
+      else if (typeof terminated.signal === 'number' && terminated.signal !== 0) reason = `Init:Signal:${terminated.signal}`;
+      else reason = `Init:ExitCode:${String(terminated.exitCode)}`;
+    } else if (waiting !== undefined && typeof waiting.reason === 'string' && waiting.reason !== '' && waiting.reason !== 'PodInitializing') {
+      reason = `Init:${waiting.reason}`;
+    } else {
+      reason = `Init:${i}/${initSpecs.length}`;
+    }
+    initializing = true;
+    break;
+  }
+  const initialized = objects(status.conditions).some((c) => c.type === 'Initialized' && c.status === 'True');
+  if (!initializing || initialized) {
+    restarts = sidecarRestarts;
+    let hasRunning = false;
+    const statuses = objects(status.containerStatuses);
+    for (let i = statuses.length - 1; i >= 0; i -= 1) {
+      const c = statuses[i] ?? {};
+      restarts += typeof c.restartCount === 'number' ? c.restartCount : 0;
+      const waiting = stateOf(c, 'waiting');
+      const terminated = stateOf(c, 'terminated');
+      if (waiting !== undefined && typeof waiting.reason === 'string' && waiting.reason !== '') reason = waiting.reason;
+      else if (terminated !== undefined && typeof terminated.reason === 'string' && terminated.reason !== '') reason = terminated.reason;
+      else if (terminated !== undefined) {
+        reason = typeof terminated.signal === 'number' && terminated.signal !== 0 ? `Signal:${terminated.signal}` : `ExitCode:${String(terminated.exitCode)}`;
+      } else if (c.ready === true && stateOf(c, 'running') !== undefined) {
+        hasRunning = true;
+        ready += 1;
+      }
+    }
+    if (reason === 'Completed' && hasRunning) {
+      reason = objects(status.conditions).some((c) => c.type === 'Ready' && c.status === 'True') ? 'Running' : 'NotReady';
+    }
+  }
+  const terminal = status.phase === 'Succeeded' || status.phase === 'Failed';
+  if (o.metadata.deletionTimestamp !== undefined && !terminal) reason = 'Terminating';
+  return [`${ready}/${total}`, reason, restarts];
 }
 
 /** Columns between Name and Age for the built-ins kubectl users look at most. */
