@@ -234,7 +234,7 @@ describe('kubectl custos requests', () => {
     assert.deepEqual(table.map((row) => row[0]), ['ar-7k2mq4x6c3ha', 'ar-2bq3ze5ydd7c']);
     const [name, age, requester, target, rule, statement, expires] = table[0] ?? [];
     assert.equal(name, 'ar-7k2mq4x6c3ha');
-    assert.match(age ?? '', /^\d+s$/);
+    assert.match(age ?? '', /^(\d+m)?\d+s$/u);
     assert.equal(requester, 'billing-batch');
     assert.equal(target, 'orders/payments as app');
     assert.equal(rule, 'purge-needs-approval');
@@ -301,6 +301,11 @@ describe('kubectl custos requests', () => {
     const billing = await custos(['requests', '--kubeconfig', config, '--context', 'billing'], { kubeconfig: null });
     assert.equal(billing.code, 0, billing.stderr);
     assert.deepEqual(rows(billing.stdout).map((row) => row[0]), ['ar-billing00001']);
+    // A context without a namespace means "default", as for kubectl.
+    const plain = await writeKubeconfig({ server: api.url, caCertPath: api.caCertPath, token: BOB_TOKEN, path: join(dir, 'no-namespace') });
+    const fallback = await custos(['requests'], { kubeconfig: plain });
+    assert.equal(fallback.code, 0, fallback.stderr);
+    assert.equal(fallback.stderr, 'No pending access requests in namespace default.\n');
     const unknown = await custos(['requests', '--kubeconfig', config, '--context', 'nowhere'], { kubeconfig: null });
     assert.equal(unknown.code, 1);
     assert.equal(unknown.stderr, 'error: context was not found for specified context: nowhere\n');
