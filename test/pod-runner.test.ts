@@ -11,12 +11,13 @@ import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { kubectlFor, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 import { run, waitFor } from './harness/processes.ts';
-import { startPodRunner, type ImageTable, type PodRunner } from './harness/pod-runner/index.ts';
+import { custosImage, startPodRunner, type ImageTable, type PodRunner } from './harness/pod-runner/index.ts';
 
 const NS = 'pod-runner';
 const IMAGES: ImageTable = {
   'test/sh': { entrypoint: ['/bin/sh', '-c'] },
   'test/node': { entrypoint: [process.execPath] },
+  'ghcr.io/custos-dev/custos': custosImage(),
 };
 
 let api: KubeApi;
@@ -58,11 +59,11 @@ describe('pod runner (kubelet stand-in) driven by the real kubectl', () => {
     k = await kubectlFor(await api.kubeconfig());
     await k.ok(['create', 'namespace', NS]);
     await k.ok(['create', 'serviceaccount', 'reporter', '-n', NS]);
-    runner = await startPodRunner({ api, namespaces: [NS], images: IMAGES, probePeriodMs: 200, backoffMs: { initial: 200, max: 1000 } });
+    runner = await startPodRunner({ api, namespaces: [NS], images: IMAGES, probePeriodMs: 200, backoffMs: { initial: 200, max: 1000 }, loopbackPorts: [api.port] });
     hostServer = createServer((req, res) => { res.end(`host saw ${req.socket.remoteAddress ?? ''}\n`); });
     await new Promise<void>((resolve) => { hostServer.listen(0, runner.hostAddress, resolve); });
     hostPort = (hostServer.address() as { port: number }).port;
-    await runner.setServices([{ name: 'host-svc', namespace: NS, address: runner.hostAddress }]);
+    await runner.setServices([{ name: 'host-svc', namespace: NS, address: runner.hostAddress }, { name: 'billing-db', namespace: NS, address: runner.hostAddress }]);
   });
   after(async () => {
     await runner.stop();
@@ -265,6 +266,51 @@ spec:
     await waitFor('restarts', async () => Number(await jsonpath('broken-loop', '{.status.initContainerStatuses[0].restartCount}')) >= 2, 15_000, 200);
     assert.equal(await jsonpath('broken-loop', '{.status.phase} {.status.initContainerStatuses[0].lastState.terminated.exitCode}'), 'Pending 3');
     await k.ok(['delete', 'pod', 'broken-loop', 'broken-once', '-n', NS]);
+  });
+
+  it('runs the Custos image as the webhook injects custos-init: rules in the pod\'s namespace, out of the app\'s reach; the API double on the pod\'s loopback', async () => {
+    const interception = { proxyUid: 17337, proxyGid: 17337, excludeOutboundCIDRs: [], redirects: [{ target: 'billing', protocol: 'postgres', host: `billing-db.${NS}.svc`, port: 5432, listenPort: 17001 }] };
+    await apply(`apiVersion: v1
+kind: Pod
+metadata: { name: intercepted, namespace: ${NS} }
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{ name: custos-xtables-lock, emptyDir: {} }]
+  initContainers:
+  - name: custos-init
+    image: ghcr.io/custos-dev/custos:0.1.0
+    args: [init]
+    env: [{ name: CUSTOS_INTERCEPTION, value: '${JSON.stringify(interception)}' }]
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: { add: [NET_ADMIN, NET_RAW], drop: [ALL] }
+      readOnlyRootFilesystem: true
+      runAsNonRoot: false
+      runAsUser: 0
+    volumeMounts: [{ name: custos-xtables-lock, mountPath: /run }]
+  containers:
+  - { name: app, image: test/sh, args: ['exec sleep 3600'], securityContext: { readOnlyRootFilesystem: true } }
+`);
+    await waitForRow('intercepted', '1/1', 'Running');
+    // custos init resolved the Service name from the pod's hosts file.
+    assert.match(runner.logs(NS, 'intercepted', 'custos-init'), new RegExp(`interception installed and verified: billing billing-db\\.${NS}\\.svc \\[${runner.hostAddress.replaceAll('.', '\\.')}\\]:5432 → 17001`));
+    const netns = runner.pod(NS, 'intercepted')?.netns ?? '';
+    const nat = await run('ip', ['netns', 'exec', netns, 'iptables-save', '-t', 'nat']);
+    assert.match(nat, new RegExp(`-A CUSTOS_OUTPUT -d ${runner.hostAddress.replaceAll('.', '\\.')}/32 -p tcp -m tcp --dport 5432 -m comment --comment "custos/target:billing" -j REDIRECT --to-ports 17001`));
+    // The app runs as root with the runtime's default capabilities: no NET_ADMIN, so the rules stay.
+    const flush = await runner.exec(NS, 'intercepted', 'app', ['iptables', '-t', 'nat', '-F', 'CUSTOS_OUTPUT']);
+    assert.notEqual(flush.code, 0);
+    assert.match(flush.stderr, /Permission denied/);
+    assert.equal(await run('ip', ['netns', 'exec', netns, 'iptables-save', '-t', 'nat']).then((t) => t.includes('--to-ports 17001')), true);
+    const version = await runner.exec(NS, 'intercepted', 'app', [process.execPath, '-e',
+      `require("node:https").get({ host: "127.0.0.1", port: ${api.port}, path: "/version", ca: require("node:fs").readFileSync(${JSON.stringify(api.caCertPath)}) }, (r) => { let t = ""; r.on("data", (d) => (t += d)); r.on("end", () => process.stdout.write(JSON.parse(t).gitVersion)); })`]);
+    assert.equal(version.stdout, 'v1.35.0+custos-double', version.stderr);
+    // In-cluster configuration works: KUBERNETES_SERVICE_HOST/PORT and the kube-api-access token and CA.
+    const whoami = await runner.exec(NS, 'intercepted', 'app', ['sh', '-c',
+      'D=/var/run/secrets/kubernetes.io/serviceaccount; exec ' + JSON.stringify(process.execPath) + ' -e \'require("node:https").get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, method: "GET", path: "/api/v1/namespaces/' + NS + '/pods/intercepted", ca: require("node:fs").readFileSync(process.argv[1] + "/ca.crt"), headers: { authorization: "Bearer " + require("node:fs").readFileSync(process.argv[1] + "/token", "utf8") } }, (r) => { process.stdout.write(String(r.statusCode)); })\' "$D"']);
+    assert.equal(whoami.stdout, '200', whoami.stderr);
+    const write = await runner.exec(NS, 'intercepted', 'app', ['touch', '/tmp/custos-pod-runner-rofs']);
+    assert.match(write.stderr, /Read-only file system/);
   });
 
   it('on deletion sends SIGTERM, waits for the container, then removes the network namespace and files', async () => {

@@ -16,6 +16,7 @@ import type { CommandResult } from '../processes.ts';
 import type { ImageTable } from './image-fixtures.ts';
 import { startInformer, type Informer } from './informer.ts';
 import { createKubeClient, type KubeConnection, type KubeObjectLike } from './kube-client.ts';
+import { startLoopbackForwarder } from './loopback-forward.ts';
 import { createNodeNetwork, type ServiceAddress } from './pod-network.ts';
 import type { ConfigMapLike, Pod, SecretLike } from './pod-spec.ts';
 import { PodWorker, type HostTools } from './pod-worker.ts';
@@ -44,6 +45,12 @@ export interface PodRunnerOptions {
   readonly tokenRefreshMs?: number;
   /** Restart back-off: first delay and cap (the kubelet's are 10 s and 5 min; default 1 s and 10 s here). */
   readonly backoffMs?: { readonly initial: number; readonly max: number };
+  /**
+   * Host loopback ports that pods reach at the same port on their own loopback, e.g. the API
+   * double's port, so that https://127.0.0.1:<port> (its URL and token issuer) works inside pods.
+   * With the API server's port relayed, containers also get KUBERNETES_SERVICE_HOST/PORT for it.
+   */
+  readonly loopbackPorts?: readonly number[];
 }
 
 export interface RunningPod {
@@ -99,14 +106,33 @@ function connectionOf(api: PodRunnerOptions['api']): KubeConnection {
   return { url: api.url, caCert: api.caCert, token };
 }
 
+/**
+ * The kubernetes Service variables the kubelet gives every container, when pods can reach the API
+ * server (its port relayed onto their loopback): in-cluster clients then work inside pods, with
+ * the kube-api-access volume's token and CA.
+ */
+function kubernetesServiceEnv(connection: KubeConnection, loopbackPorts: readonly number[]): Record<string, string> {
+  const url = new URL(connection.url);
+  const port = Number(url.port || 443);
+  if (url.hostname !== '127.0.0.1' || !loopbackPorts.includes(port)) return {};
+  const p = String(port);
+  return {
+    KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: p, KUBERNETES_SERVICE_PORT_HTTPS: p,
+    KUBERNETES_PORT: `tcp://127.0.0.1:${p}`, [`KUBERNETES_PORT_${p}_TCP`]: `tcp://127.0.0.1:${p}`,
+    [`KUBERNETES_PORT_${p}_TCP_PROTO`]: 'tcp', [`KUBERNETES_PORT_${p}_TCP_PORT`]: p, [`KUBERNETES_PORT_${p}_TCP_ADDR`]: '127.0.0.1',
+  };
+}
+
 export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunner> {
-  const client = createKubeClient(connectionOf(options.api));
+  const connection = connectionOf(options.api);
+  const client = createKubeClient(connection);
   const nodeName = options.nodeName ?? 'custos-test-node';
   const tools: HostTools = { sh: await findTool('sh'), setpriv: await findTool('setpriv'), nsenter: await findTool('nsenter') };
   const podsDir = await mkdtemp(join(tmpdir(), 'custos-pod-runner-'));
   // Containers that run as other users still reach their log and volume directories through here.
   await chmod(podsDir, 0o755);
   const network = await createNodeNetwork();
+  const loopback = options.loopbackPorts === undefined || options.loopbackPorts.length === 0 ? undefined : await startLoopbackForwarder(podsDir, options.loopbackPorts);
   const namespaces = new Set(options.namespaces);
   let services: readonly ServiceAddress[] = options.services ?? [];
   let hosts: Readonly<Record<string, string>> = options.hosts ?? {};
@@ -126,10 +152,11 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
     configMap: (ns: string, name: string) => configMaps.get(ns, name) as ConfigMapLike | undefined,
     secret: (ns: string, name: string) => secrets.get(ns, name) as SecretLike | undefined,
     dns: () => ({ services, hosts }),
-    baseEnv: options.env ?? {},
+    baseEnv: { ...kubernetesServiceEnv(connection, options.loopbackPorts ?? []), ...options.env },
     probePeriodMs: options.probePeriodMs,
     tokenRefreshMs: options.tokenRefreshMs,
     backoffMs: options.backoffMs ?? { initial: 1000, max: 10_000 },
+    loopback,
     warn,
   };
   const key = (namespace: string, name: string): string => `${namespace}/${name}`;
@@ -209,6 +236,7 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
       secrets.stop();
       await Promise.all([...workers.values()].map((w) => w.terminate(0)));
       workers.clear();
+      await loopback?.stop();
       await network.destroy();
       await rm(podsDir, { recursive: true, force: true });
     },

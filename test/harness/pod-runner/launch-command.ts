@@ -10,6 +10,8 @@ export interface BindMount {
   readonly source: string;
   readonly target: string;
   readonly readOnly: boolean;
+  /** A directory (else a file, e.g. a subPath into a ConfigMap volume). */
+  readonly directory: boolean;
 }
 
 export interface ProcessIdentity {
@@ -82,7 +84,12 @@ export function launchScript(spec: LaunchSpec): string {
   const lines = ['set -e'];
   const mounts = [...spec.mounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
   for (const m of mounts) {
-    lines.push(`mount --bind -- ${shellQuote(m.source)} ${shellQuote(m.target)}`);
+    // The mount point is made where the earlier mounts put it (as runc does inside the rootfs): an
+    // emptyDir at /run makes /var/run/secrets/... a path inside that emptyDir.
+    const t = shellQuote(m.target);
+    if (m.directory) lines.push(`mkdir -p -- ${t}`);
+    else lines.push(`mkdir -p -- "$(dirname -- ${t})"`, `[ -e ${t} ] || : > ${t}`);
+    lines.push(`mount --bind -- ${shellQuote(m.source)} ${t}`);
     if (m.readOnly) lines.push(`mount -o remount,bind,ro -- ${shellQuote(m.target)}`);
   }
   // Only this mount namespace's copy of / becomes read-only; the volumes are mounts of their own.

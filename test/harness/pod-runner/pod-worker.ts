@@ -6,8 +6,8 @@
 // through pods/status after every change. When the app containers are done for good, the
 // sidecars are stopped (KEP-753). Deletion stops apps, then sidecars in reverse order, within
 // terminationGracePeriodSeconds, and removes the network namespace and files.
-import { chmod, lstat, mkdir, open, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { runCommand, type CommandResult } from '../processes.ts';
 import { writeAtomically } from './atomic-writer.ts';
 import { startContainerProcess, LogBuffer, type ContainerProcess, type ExitStatus } from './container-process.ts';
@@ -16,6 +16,8 @@ import type { RuntimeFields } from './field-ref.ts';
 import { commandLine, findImage, type ImageTable } from './image-fixtures.ts';
 import { isNotFound, type KubeClient } from './kube-client.ts';
 import { launchArgv, nonRootViolation, processIdentity, setprivArgs, type BindMount, type ProcessIdentity } from './launch-command.ts';
+import type { ChildProcess } from 'node:child_process';
+import { stopRelay, type LoopbackForwarder } from './loopback-forward.ts';
 import type { NodeNetwork, PodNetwork, ServiceAddress } from './pod-network.ts';
 import { isSidecar, type ConfigMapLike, type Container, type Pod, type Probe, type SecretLike } from './pod-spec.ts';
 import { podStatus, timestamp, type Condition, type ContainerRecord, type PodRecord } from './pod-status.ts';
@@ -44,6 +46,8 @@ export interface WorkerDeps {
   /** Token refresh after this many ms instead of at 80% of the token's lifetime. */
   readonly tokenRefreshMs: number | undefined;
   readonly backoffMs: { readonly initial: number; readonly max: number };
+  /** Host loopback ports relayed onto each pod's loopback. */
+  readonly loopback: LoopbackForwarder | undefined;
   warn(message: string): void;
 }
 
@@ -100,6 +104,7 @@ export class PodWorker {
   #terminated: Promise<void> | undefined;
   #reportedProblems = new Set<string>();
   #sidecarsStopping = false;
+  #relay: ChildProcess | undefined;
 
   constructor(pod: Pod, deps: WorkerDeps) {
     this.pod = pod;
@@ -207,6 +212,7 @@ export class PodWorker {
     this.network = await this.#d.network.createPod(this.namespace, this.name, this.pod.spec.hostname ?? this.name);
     const dns = this.#d.dns();
     await this.network.writeHosts(dns.services, dns.hosts);
+    if (this.#d.loopback !== undefined) this.#relay = await this.#d.loopback.startInPod(this.network.netns, this.#d.tools.setpriv);
     this.#record.podIP = this.network.podIP;
     this.#record.sandboxReady = true;
     this.#pushStatus();
@@ -487,7 +493,7 @@ export class PodWorker {
     return this.#volumeSync;
   }
 
-  /** Where volumeMount `m` comes from on the host, and its target made to exist (the image would have it). */
+  /** Where each volumeMount comes from on the host. */
   async #bindMounts(c: Container): Promise<BindMount[]> {
     const mounts: BindMount[] = [];
     for (const m of c.volumeMounts ?? []) {
@@ -498,15 +504,7 @@ export class PodWorker {
       if (m.subPath !== undefined && m.subPath !== '' && volume.emptyDir !== undefined) await mkdir(source, { recursive: true, mode: 0o777 });
       const sourceIsDir = (await stat(source).catch(() => undefined))?.isDirectory();
       if (sourceIsDir === undefined) throw new ContainerConfigError(`volumeMount ${m.name}: ${source} does not exist`);
-      const exists = await lstat(m.mountPath).then(() => true, () => false);
-      if (!exists) {
-        if (sourceIsDir) await mkdir(m.mountPath, { recursive: true });
-        else {
-          await mkdir(dirname(m.mountPath), { recursive: true });
-          await (await open(m.mountPath, 'a')).close();
-        }
-      }
-      mounts.push({ source, target: m.mountPath, readOnly: m.readOnly === true });
+      mounts.push({ source, target: m.mountPath, readOnly: m.readOnly === true, directory: sourceIsDir });
     }
     return mounts;
   }
@@ -581,6 +579,7 @@ export class PodWorker {
       this.#pushStatus();
       await this.statusWritten();
       this.#statusStopped = true;
+      if (this.#relay !== undefined) await stopRelay(this.#relay);
       await this.network?.destroy();
       await rm(this.dir, { recursive: true, force: true });
     })();
