@@ -4,7 +4,7 @@
 import type { AccessRequest } from '../../../crds/generated/access-request.ts';
 import type { Cluster } from './cluster.ts';
 import type { PluginIo } from './io.ts';
-import { age, columnWidths, cut, oneLine, table, untilExpiry } from './format.ts';
+import { age, columnWidths, cut, oneLine, table, untilExpiry, width } from './format.ts';
 
 export interface InboxView {
   /** undefined: every namespace (-A), with a NAMESPACE column. */
@@ -73,10 +73,10 @@ export function inboxTable(requests: readonly AccessRequest[], view: InboxView):
     oneLine(r.spec.command ?? '<no command>', Number.MAX_SAFE_INTEGER),
     untilExpiry(r.spec.expiresAt, view.now),
   ]);
-  // The statement takes what the other columns leave of the terminal's width.
-  const others = columnWidths([header, ...rows].map((row) => row.map((cell, i) => (i === statementColumn ? '' : cell))))
-    .reduce((sum, w, i) => (i === statementColumn || i === header.length - 1 ? sum : sum + w), 0)
-    + Math.max(...[header, ...rows].map((row) => row.at(-1)?.length ?? 0));
+  // The statement takes what the other columns (and its own padding) leave of the terminal's width.
+  const last = header.length - 1;
+  const others = columnWidths([header, ...rows]).reduce((sum, w, i) => (i === statementColumn || i === last ? sum : sum + w), 0)
+    + Math.max(...[header, ...rows].map((row) => width(row[last] ?? '')));
   const statementWidth = view.columns === undefined
     ? STATEMENT_WIDTH_OFF_TERMINAL
     : Math.max(MIN_STATEMENT_WIDTH, view.columns - others - 3);
