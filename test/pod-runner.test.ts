@@ -117,19 +117,45 @@ spec:
     assert.equal(await jsonpath('handoff', '{.status.phase} {.status.initContainerStatuses[0].state.terminated.reason} {.status.containerStatuses[0].state.terminated.exitCode}'), 'Succeeded Completed 0');
   });
 
-  it('keeps a Secret volume in sync with kubectl updates (the ..data swap), and shows ContainerCreating while it is missing', async () => {
+  it('retries a container whose env names a missing Secret (CreateContainerConfigError) until it exists', async () => {
+    await apply(`apiVersion: v1
+kind: Pod
+metadata: { name: late, namespace: ${NS} }
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: test/sh
+    args: ['echo "token=$TOKEN"']
+    env: [{ name: TOKEN, valueFrom: { secretKeyRef: { name: late-secret, key: token } } }]
+`);
+    await waitForRow('late', '0/1', 'CreateContainerConfigError');
+    assert.equal(await jsonpath('late', '{.status.containerStatuses[0].state.waiting.message}'), 'secret "late-secret" not found');
+    await k.ok(['create', 'secret', 'generic', 'late-secret', '-n', NS, '--from-literal=token=abc']);
+    await waitForRow('late', '0/1', 'Completed');
+    assert.equal(runner.logs(NS, 'late', 'app'), 'token=abc\n');
+  });
+
+  it('keeps Secret, ConfigMap (items) and downwardAPI volumes in sync with kubectl updates (the ..data swap); ContainerCreating while a Secret is missing', async () => {
     await apply(`apiVersion: v1
 kind: Pod
 metadata: { name: watcher, namespace: ${NS} }
 spec:
   terminationGracePeriodSeconds: 2
-  volumes: [{ name: creds, secret: { secretName: rotating, defaultMode: 0400 } }]
+  volumes:
+  - { name: creds, secret: { secretName: rotating, defaultMode: 0400 } }
+  - { name: policy, configMap: { name: policy, items: [{ key: policy.yaml, path: policy.yaml }] } }
+  - { name: podinfo, downwardAPI: { items: [{ path: labels, fieldRef: { fieldPath: metadata.labels } }] } }
   containers:
   - name: app
     image: test/sh
     args: ['exec sleep 3600']
-    volumeMounts: [{ name: creds, mountPath: /etc/creds, readOnly: true }]
+    volumeMounts:
+    - { name: creds, mountPath: /etc/creds, readOnly: true }
+    - { name: policy, mountPath: /etc/custos/policy, readOnly: true }
+    - { name: podinfo, mountPath: /etc/podinfo }
 `);
+    await k.ok(['create', 'configmap', 'policy', '-n', NS, '--from-literal=policy.yaml=version: 1', '--from-literal=ignored=not projected']);
     await waitForRow('watcher', '0/1', 'ContainerCreating');
     await waitFor('the mount failure', () => Promise.resolve(runner.pod(NS, 'watcher')?.problem !== undefined));
     assert.equal(runner.pod(NS, 'watcher')?.problem, 'MountVolume.SetUp failed for volume "creds" : secret "rotating" not found');
@@ -151,6 +177,14 @@ spec:
     await k.ok(['create', 'secret', 'generic', 'rotating', '-n', NS, '--from-literal=password=two', '--dry-run=client', '-o', 'yaml'])
       .then((yaml) => k.ok(['apply', '-f', '-'], { input: yaml }));
     await waitFor('the secret file to change in the container', async () => (await cat()) === 'two', 10_000);
+    const inPod = async (path: string): Promise<string> => (await runner.exec(NS, 'watcher', 'app', ['cat', path])).stdout;
+    assert.equal((await runner.exec(NS, 'watcher', 'app', ['ls', '/etc/custos/policy'])).stdout, 'policy.yaml\n');
+    assert.equal(await inPod('/etc/custos/policy/policy.yaml'), 'version: 1');
+    await k.ok(['create', 'configmap', 'policy', '-n', NS, '--from-literal=policy.yaml=version: 2', '--dry-run=client', '-o', 'yaml'])
+      .then((yaml) => k.ok(['apply', '-f', '-'], { input: yaml }));
+    await waitFor('the ConfigMap item to change in the container', async () => (await inPod('/etc/custos/policy/policy.yaml')) === 'version: 2', 10_000);
+    await k.ok(['label', 'pod', 'watcher', '-n', NS, 'tier=backend']);
+    await waitFor('the downward API labels file to change', async () => (await inPod('/etc/podinfo/labels')) === 'tier="backend"', 10_000);
     const volume = join(runner.pod(NS, 'watcher')?.dir ?? '', 'volumes', 'creds');
     assert.equal((await stat(join(volume, await readlink(join(volume, '..data')), 'password'))).mode & 0o777, 0o400);
   });

@@ -6,7 +6,7 @@
 // /etc/hosts and /etc/resolv.conf: cluster DNS names of test Services resolve from the hosts file,
 // and every other name fails at once (the resolver on the pod's loopback refuses) rather than
 // reaching the host's DNS.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { run } from '../processes.ts';
 
 /** A Service name the pods resolve: `name.namespace.svc(.cluster.local)`, and `name` in its own namespace. */
@@ -55,8 +55,38 @@ async function ip(args: readonly string[]): Promise<string> {
   return run('ip', args);
 }
 
+const ALIAS = 'custos-pod-runner:';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e: unknown) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes what runners that died without stopping left behind (their bridge carries the owner's
+ * PID as its alias; their pods' namespaces are named after the bridge), so reruns after a crash
+ * do not accumulate bridges and namespaces.
+ */
+async function sweepDeadRunners(): Promise<void> {
+  const links = await ip(['-o', 'link', 'show', 'type', 'bridge']);
+  const dead = [...links.matchAll(/^\d+: (cpr\d+)[:@].*alias custos-pod-runner:(\d+)/gm)].filter((m) => !alive(Number(m[2]))).map((m) => m[1] ?? '');
+  if (dead.length === 0) return;
+  const namespaces = (await ip(['netns', 'list'])).split('\n').map((l) => l.split(' ')[0] ?? '');
+  const etc = await readdir('/etc/netns').catch(() => [] as string[]);
+  for (const bridge of dead) {
+    for (const ns of namespaces.filter((n) => n.startsWith(`${bridge}-`))) await ip(['netns', 'del', ns]).catch(() => undefined);
+    for (const dir of etc.filter((n) => n.startsWith(`${bridge}-`))) await rm(`/etc/netns/${dir}`, { recursive: true, force: true });
+    await ip(['link', 'del', bridge]).catch(() => undefined);
+  }
+}
+
 export async function createNodeNetwork(): Promise<NodeNetwork> {
   if (process.getuid?.() !== 0) throw new Error('the pod runner must run as root (CI does): it creates network namespaces, veth pairs and a bridge, mounts volumes and switches UIDs');
+  await sweepDeadRunners();
   const used = await ip(['-4', '-o', 'addr', 'show']);
   let third = 0;
   let bridge = '';
@@ -74,6 +104,7 @@ export async function createNodeNetwork(): Promise<NodeNetwork> {
   }
   if (bridge === '') throw new Error(`no free /24 in ${BASE}.0.0/16 for the pod runner's bridge`);
   const gateway = `${BASE}.${third}.1`;
+  await ip(['link', 'set', bridge, 'alias', `${ALIAS}${process.pid}`]);
   await ip(['addr', 'add', `${gateway}/24`, 'dev', bridge]);
   await ip(['link', 'set', bridge, 'up']);
 

@@ -238,7 +238,8 @@ export class PodWorker {
         const exit = await this.#runOnce(c, attempt);
         if (this.#aborted()) return;
         if (exit?.exitCode === 0) break;
-        if (restartPolicy === 'Never') {
+        // A container that could not be created (image, config) is retried whatever the policy says.
+        if (exit !== undefined && restartPolicy === 'Never') {
           this.#record.phase = 'Failed';
           await this.#stopSidecars(this.#gracePeriodMs());
           this.#pushStatus();
@@ -252,7 +253,7 @@ export class PodWorker {
     for (const c of this.#record.app) c.state = { waiting: { reason: 'ContainerCreating' } };
     this.#pushStatus();
 
-    const restarts = (exit: ExitStatus | undefined): boolean => restartPolicy === 'Always' || (restartPolicy === 'OnFailure' && exit?.exitCode !== 0);
+    const restarts = (exit: ExitStatus): boolean => restartPolicy === 'Always' || (restartPolicy === 'OnFailure' && exit.exitCode !== 0);
     const apps = this.pod.spec.containers.map((c) => this.#supervise(c, restarts));
     this.#record.phase = 'Running';
     this.#pushStatus();
@@ -271,6 +272,11 @@ export class PodWorker {
   async #backoff(c: Container, attempt: number): Promise<void> {
     const record = this.#container(c.name);
     const ms = Math.min(this.#d.backoffMs.initial * 2 ** attempt, this.#d.backoffMs.max);
+    if ('waiting' in record.state) {
+      // Not created (image, config): the waiting reason says why, back-off or not.
+      await sleep(ms, this.#signal);
+      return;
+    }
     if ('terminated' in record.state) record.lastState = record.state;
     record.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${Math.round(ms / 1000)}s restarting failed container=${c.name} pod=${this.name}_${this.namespace}(${this.uid})` } };
     this.#pushStatus();
@@ -278,11 +284,11 @@ export class PodWorker {
   }
 
   /** Runs `c` until `restarts(exit)` says no (or the pod is deleted). */
-  async #supervise(c: Container, restarts: (exit: ExitStatus | undefined) => boolean): Promise<void> {
+  async #supervise(c: Container, restarts: (exit: ExitStatus) => boolean): Promise<void> {
     let attempt = 0;
     for (;;) {
       const exit = await this.#runOnce(c, attempt);
-      if (this.#aborted() || !restarts(exit)) return;
+      if (this.#aborted() || (exit !== undefined && !restarts(exit))) return;
       await this.#backoff(c, exit === undefined ? attempt : 0);
       if (this.#aborted()) return;
       attempt = exit === undefined ? attempt + 1 : 0;
