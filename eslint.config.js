@@ -31,7 +31,9 @@ export default tseslint.config(
       'operator/approvals/**/*.ts'],
     // apply-rules.ts is the interception folder's one I/O adapter (it runs iptables-restore);
     // the reconcile executor (API writes) and reconciler (timers, logs) wrap the pure planner.
-    ignores: ['**/*.test.ts', 'operator/interception/apply-rules.ts', 'operator/reconcile/executor.ts', 'operator/reconcile/reconciler.ts'],
+    ignores: ['**/*.test.ts', 'operator/interception/apply-rules.ts', 'operator/reconcile/executor.ts', 'operator/reconcile/reconciler.ts',
+      // Adapters of the approvals core: Redis, the API server, signing keys and the webhook transport.
+      'operator/approvals/approvals-controller.ts', 'operator/approvals/review-signing-key.ts', 'operator/approvals/review-webhook.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: IO_MODULES.map((name) => ({ name, message: 'pure module: inject I/O instead (DESIGN §1)' })) }],
     },

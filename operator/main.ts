@@ -1,6 +1,7 @@
 // `custos operator`: wiring only (ADR 0007). Every replica runs the informers and the mutating
 // webhook; the holder of the Lease also runs the reconciler (policy ConfigMaps and status), the
-// webhook CA and the caBundle patcher, and announces new policies on Redis.
+// webhook CA and the caBundle patcher, announces new policies on Redis, and runs the approvals
+// controller (AccessRequests from Redis, AccessReviews relayed back; ADR 0011).
 //
 // Start-up order matters: the caches must have listed once before this replica may lead, or its
 // first plan would see no policies and delete every policy ConfigMap as an orphan; the elector must
@@ -8,6 +9,10 @@
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startOpsServer, type OpsServer } from '../sidecar/http-server.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { ApprovalsController } from './approvals/approvals-controller.ts';
+import { loadReviewSigningKey } from './approvals/review-signing-key.ts';
+import { ADMIT_REVIEWS_PATH, apiAccessRequestReader, reviewAdmissionRoute } from './approvals/review-webhook.ts';
 import { createApiAdmissionContext } from './admission/api-admission-context.ts';
 import { createCachedAdmissionContext } from './admission/cached-admission-context.ts';
 import { startWebhookServer, type WebhookServer } from './admission/webhook-server.ts';
@@ -69,16 +74,29 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
         void announcer.announce({ namespace: action.policy.namespace, name: action.policy.name, generation: action.policy.generation ?? 0, policyYaml });
       }
     };
+    // Approvals (ADR 0011): every replica loads the review signing key, so the policy ConfigMaps
+    // any leader writes carry the same public keys, and watches AccessRequests and AccessReviews;
+    // the leader materialises, relays and decides.
+    let settings = config.injection;
+    let approvals: ApprovalsController | undefined;
+    if (config.redisUrl !== undefined) {
+      const key = await loadReviewSigningKey({ core: kubeConfig.makeApiClient(CoreV1Api), namespace: config.namespace, secretName: config.approvals.signingKeySecretName, logger });
+      const issuer = `https://${config.webhook.serviceName}.${config.namespace}.svc/reviews`;
+      settings = { ...config.injection, reviewRelay: { issuer, jwks: key.jwks } };
+      const controller = new ApprovalsController({ kubeConfig, redisUrl: config.redisUrl, signer: { issuer, kid: key.kid, privateKey: key.privateKey }, logger, registry });
+      cleanups.push(() => controller.stop());
+      approvals = controller;
+    }
     const reconciler = new Reconciler({
       observe: () => resources.observe(),
-      settings: config.injection,
+      settings,
       executor: new KubeActionExecutor({ kubeConfig, logger }),
       logger,
       onRun: announceWritten,
     });
     resources.onChange(() => { reconciler.trigger(); });
     cleanups.push(() => resources.stop());
-    await resources.start();
+    await Promise.all([resources.start(), approvals?.start()]);
     logger.info('informer caches synced');
 
     // Known once the certificates have loaded, which in-process mode does only after an election.
@@ -96,6 +114,7 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
       onStartedLeading: async (signal) => {
         reconciler.setEnabled(true);
         reconciler.trigger();
+        if (approvals !== undefined) void approvals.lead(signal);
         signal.addEventListener('abort', () => { reconciler.setEnabled(false); }, { once: true });
         const bundle = await caBundleReady.promise;
         if (bundle !== undefined && !signal.aborted) {
@@ -139,7 +158,8 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
       port: config.webhook.port,
       certificates: certificates.source,
       context,
-      settings: config.injection,
+      settings,
+      routes: { [ADMIT_REVIEWS_PATH]: reviewAdmissionRoute({ readAccessRequest: apiAccessRequestReader(kubeConfig), logger }) },
       registry,
       logger,
     });

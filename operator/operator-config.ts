@@ -33,6 +33,8 @@ export interface OperatorConfig {
   /** On SIGTERM: seconds between failing readiness and closing the webhook (endpoint withdrawal). */
   readonly shutdownDelaySeconds: number;
   readonly redisUrl?: string;
+  /** Approvals (with Redis): the Secret holding the key relayed Kubernetes reviews are signed with. */
+  readonly approvals: { readonly signingKeySecretName: string };
   /** A kubeconfig file; absent in a pod, where the in-cluster service account is used. */
   readonly kubeconfig?: string;
   readonly injection: InjectionSettings;
@@ -132,6 +134,7 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
     },
     metrics: { host: text(env, 'CUSTOS_METRICS_HOST', '0.0.0.0'), port: port(env, 'CUSTOS_METRICS_PORT', 9090) },
     shutdownDelaySeconds: seconds(env, 'CUSTOS_SHUTDOWN_DELAY_SECONDS', 5, 0),
+    approvals: { signingKeySecretName: objectName(env, 'CUSTOS_REVIEW_SIGNING_KEY_SECRET', 'custos-review-signing-key') },
     ...(redisUrl === undefined ? {} : { redisUrl }),
     ...(kubeconfig === undefined ? {} : { kubeconfig }),
     injection: validateInjectionSettings(injection),

@@ -21,6 +21,12 @@ async function render(...set: string[]): Promise<{ text: string; docs: Doc[] }> 
   return { text, docs };
 }
 
+function named(docs: readonly Doc[], kind: string, name: string): Doc {
+  const doc = docs.find((d) => d.kind === kind && d.metadata?.name === name);
+  assert.ok(doc, `${kind} ${name}`);
+  return doc;
+}
+
 function only(docs: readonly Doc[], kind: string): Doc {
   const found = docs.filter((d) => d.kind === kind);
   assert.equal(found.length, 1, `exactly one ${kind}`);
@@ -61,8 +67,8 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     const config = only(docs, 'MutatingWebhookConfiguration') as { metadata: { name: string; annotations?: unknown }; webhooks: Array<Record<string, unknown>> };
     assert.equal(config.metadata.name, 'custos-sidecar-injector');
     assert.equal(config.metadata.annotations, undefined);
-    assert.equal(config.webhooks.length, 1);
-    const [hook] = config.webhooks;
+    assert.equal(config.webhooks.length, 2);
+    const [hook, reviews] = config.webhooks;
     assert.ok(hook);
     assert.equal(hook['failurePolicy'], 'Fail');
     assert.equal(hook['sideEffects'], 'None');
@@ -79,6 +85,13 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     // policy's credentials Secret (ADR 0006). Only kubelet-created pods are filtered in the API server.
     assert.equal(hook['objectSelector'], undefined);
     assert.deepEqual(hook['matchConditions'], [{ name: 'skip-node-created-pods', expression: "!request.userInfo.username.startsWith('system:node:')" }]);
+    // AccessReviews: every operation (create-only is enforced there), every namespace, fail closed.
+    assert.ok(reviews);
+    assert.equal(reviews['failurePolicy'], 'Fail');
+    assert.equal(reviews['sideEffects'], 'None');
+    assert.deepEqual(reviews['clientConfig'], { service: { name: 'custos-webhook', namespace: NAMESPACE, path: '/admit/accessreviews', port: 443 }, caBundle: '' });
+    assert.deepEqual(reviews['rules'], [{ operations: ['CREATE', 'UPDATE', 'DELETE'], apiGroups: ['custos.io'], apiVersions: ['v1alpha1'], resources: ['accessreviews'], scope: 'Namespaced' }]);
+    assert.equal(reviews['namespaceSelector'], undefined);
     const withCa = only((await render('webhook.caBundle=-----BEGIN CERTIFICATE-----')).docs, 'MutatingWebhookConfiguration') as typeof config;
     assert.equal((withCa.webhooks[0]?.['clientConfig'] as { caBundle: string }).caBundle, Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64'));
     const certManager = only((await render('certManager.enabled=true')).docs, 'MutatingWebhookConfiguration') as typeof config;
@@ -106,7 +119,7 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
   it('grants least privilege: no wildcards, no secrets cluster-wide, webhook patched by name', async () => {
     const { docs } = await render();
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
-    const clusterRole = only(docs, 'ClusterRole') as { rules: Rule[] };
+    const clusterRole = named(docs, 'ClusterRole', 'custos-operator') as { rules: Rule[] };
     for (const rule of clusterRole.rules) {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
       assert.ok(!rule.resources.includes('secrets'), JSON.stringify(rule));
@@ -121,12 +134,22 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     assert.equal(role.metadata.namespace, NAMESPACE);
     const leaseUpdates = role.rules.filter((r) => r.resources.includes('leases') && r.verbs.includes('update'));
     assert.deepEqual(leaseUpdates.map((r) => r.resourceNames), [['custos-operator-leader']]);
+    // The operator creates AccessRequests but never changes or deletes them, nor any AccessReview.
+    for (const rule of clusterRole.rules.filter((r) => r.resources.includes('accessrequests') || r.resources.includes('accessreviews'))) {
+      assert.ok(!rule.verbs.some((v) => ['update', 'patch', 'delete'].includes(v)), JSON.stringify(rule));
+    }
+    // Reviewers: read requests and reviews, create reviews; nothing else.
+    const reviewer = named(docs, 'ClusterRole', 'custos-reviewer') as { rules: Rule[] };
+    assert.deepEqual(reviewer.rules, [
+      { apiGroups: ['custos.io'], resources: ['accessrequests', 'accessreviews'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['custos.io'], resources: ['accessreviews'], verbs: ['create'] },
+    ]);
   });
 
   it('grants every API call the operator makes (the API double does not authorize, so this is the check)', async () => {
     const { docs } = await render();
     type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
-    const clusterRules = (only(docs, 'ClusterRole') as { rules: Rule[] }).rules;
+    const clusterRules = (named(docs, 'ClusterRole', 'custos-operator') as { rules: Rule[] }).rules;
     const namespacedRules = (only(docs, 'Role') as { rules: Rule[] }).rules;
     const allows = (rules: readonly Rule[], group: string, resource: string, verb: string, name?: string): boolean =>
       rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb) && (r.resourceNames === undefined || (name !== undefined && r.resourceNames.includes(name))));
@@ -140,11 +163,15 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
       ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'watch'], ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'list'],
       ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'get', 'custos-sidecar-injector'],
       ['admissionregistration.k8s.io', 'mutatingwebhookconfigurations', 'patch', 'custos-sidecar-injector'],
+      // Approvals controller and review webhook (operator/approvals/).
+      ['custos.io', 'accessrequests', 'get'], ['custos.io', 'accessrequests', 'list'], ['custos.io', 'accessrequests', 'watch'], ['custos.io', 'accessrequests', 'create'],
+      ['custos.io', 'accessrequests/status', 'patch'], ['custos.io', 'accessreviews', 'list'], ['custos.io', 'accessreviews', 'watch'], ['custos.io', 'accessreviews/status', 'patch'],
     ];
     for (const [group, resource, verb, name] of cluster) assert.ok(allows(clusterRules, group, resource, verb, name), `ClusterRole: ${verb} ${group}/${resource}`);
     const inRelease: Array<[string, string, string, string?]> = [
       ['coordination.k8s.io', 'leases', 'create'], ['coordination.k8s.io', 'leases', 'get', 'custos-operator-leader'], ['coordination.k8s.io', 'leases', 'update', 'custos-operator-leader'],
       ['', 'secrets', 'create'], ['', 'secrets', 'get', 'custos-webhook-ca'], ['', 'secrets', 'update', 'custos-webhook-ca'],
+      ['', 'secrets', 'get', 'custos-review-signing-key'],
     ];
     for (const [group, resource, verb, name] of inRelease) assert.ok(allows(namespacedRules, group, resource, verb, name), `Role: ${verb} ${group}/${resource}`);
   });

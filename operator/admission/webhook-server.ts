@@ -49,7 +49,16 @@ export interface WebhookServerOptions {
   readonly operations?: readonly AdmissionOperation[];
   readonly maxBodyBytes?: number;
   readonly decisionTimeoutMs?: number;
+  /**
+   * Further admission endpoints by path (the AccessReview webhook): each gets the parsed
+   * AdmissionReview and answers the AdmissionReview to send back. A throw is a 503, so the
+   * webhook's failurePolicy applies.
+   */
+  readonly routes?: Readonly<Record<string, AdmissionRoute>>;
 }
+
+/** `outcome` labels the admission duration metric. */
+export type AdmissionRoute = (body: unknown) => Promise<{ readonly response: unknown; readonly outcome: AdmissionOutcome }>;
 
 export interface WebhookServer {
   readonly server: Server;
@@ -145,6 +154,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   const operations = options.operations ?? ['CREATE'];
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const decisionTimeoutMs = options.decisionTimeoutMs ?? DEFAULT_DECISION_TIMEOUT_MS;
+  const routes = options.routes ?? {};
   const metrics = admissionMetrics(options.registry);
   const log = options.logger;
 
@@ -168,21 +178,41 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     }
   };
 
-  const review = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<AdmissionOutcome> => {
+  const readJson = async (req: IncomingMessage, at: string): Promise<unknown> => {
     if (req.method !== 'POST') {
-      throw new HttpError(405, 'MethodNotAllowed', `${String(req.method)} is not allowed on ${path}; the API server sends POST`, 'invalid');
+      throw new HttpError(405, 'MethodNotAllowed', `${String(req.method)} is not allowed on ${at}; the API server sends POST`, 'invalid');
     }
     const mediaType = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (mediaType !== 'application/json') {
       throw new HttpError(415, 'UnsupportedMediaType', `content-type ${JSON.stringify(req.headers['content-type'] ?? '')} is not supported; send application/json`, 'invalid');
     }
     const body = await readBody(req, maxBodyBytes);
-    let parsed: unknown;
     try {
-      parsed = JSON.parse(body.toString('utf8'));
+      return JSON.parse(body.toString('utf8'));
     } catch (e: unknown) {
       throw new HttpError(400, 'BadRequest', `the body is not JSON: ${e instanceof Error ? e.message : String(e)}`, 'invalid');
     }
+  };
+
+  const routed = async (req: IncomingMessage, res: ServerResponse, at: string, route: AdmissionRoute): Promise<AdmissionOutcome> => {
+    const parsed = await readJson(req, at);
+    let answer: string;
+    let outcome: AdmissionOutcome;
+    try {
+      const result = await route(parsed);
+      answer = JSON.stringify(result.response);
+      outcome = result.outcome;
+    } catch (e: unknown) {
+      log.error({ path: at, err: e instanceof Error ? e.message : String(e) }, 'admission failed; the API server applies the failurePolicy');
+      throw new HttpError(503, 'ServiceUnavailable', `custos webhook cannot decide: ${e instanceof Error ? e.message : String(e)}`, 'error');
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
+    res.end(answer);
+    return outcome;
+  };
+
+  const review = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<AdmissionOutcome> => {
+    const parsed = await readJson(req, path);
     const decoded = decodeAdmissionReview(parsed, { operations });
     if (!decoded.ok) {
       log.warn({ uid: decoded.uid, problem: decoded.message }, 'malformed AdmissionReview refused');
@@ -217,14 +247,15 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
       else res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
       return;
     }
-    if (url.pathname !== path) {
-      sendError(res, new HttpError(404, 'NotFound', `no handler for ${url.pathname}; the webhook serves POST ${path}`, 'invalid'), UNREAD_BODY);
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    if (url.pathname !== path && route === undefined) {
+      sendError(res, new HttpError(404, 'NotFound', `no handler for ${url.pathname}; the webhook serves POST ${[path, ...Object.keys(routes)].join(', ')}`, 'invalid'), UNREAD_BODY);
       return;
     }
     const observe = (outcome: AdmissionOutcome): void => {
       metrics.duration.observe({ result: outcome }, Number(process.hrtime.bigint() - started) / 1e9);
     };
-    review(req, res, url).then(observe, (e: unknown) => {
+    (route === undefined ? review(req, res, url) : routed(req, res, url.pathname, route)).then(observe, (e: unknown) => {
       const error = e instanceof HttpError ? e : new HttpError(500, 'InternalError', `custos webhook failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
       if (!(e instanceof HttpError)) log.error({ err: error.message }, 'admission handler failed');
       const headers: Record<string, string> = [405, 413, 415].includes(error.statusCode) ? { ...UNREAD_BODY } : {};

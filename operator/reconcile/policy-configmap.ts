@@ -61,6 +61,7 @@ export function renderPolicyConfigMap(policy: AccessPolicy, policyYaml: string, 
   const data = {
     [POLICY_CONFIGMAP_KEYS.policy]: policyYaml,
     [POLICY_CONFIGMAP_KEYS.sidecarConfig]: stringify(renderSidecarConfig(policy, settings), { lineWidth: 0 }),
+    ...(settings.reviewRelay === undefined ? {} : { [POLICY_CONFIGMAP_KEYS.reviewerKeys]: settings.reviewRelay.jwks }),
   };
   const { uid, generation } = policy.metadata;
   return {

@@ -41,6 +41,7 @@ export const VOLUME_NAMES = {
   token: 'custos-token',
   spool: 'custos-spool',
   xtablesLock: 'custos-xtables-lock',
+  reviewerKeys: 'custos-reviewer-keys',
 } as const;
 
 /** Not injected; the pod is admitted unchanged. */
@@ -203,6 +204,8 @@ function fieldEnv(name: string, fieldPath: string): EnvVarLike {
 
 function renderInjection(policy: AccessPolicy, settings: InjectionSettings): RenderedInjection {
   const secrets = credentialsSecrets(policy);
+  // Approvals need Redis; only then can reviews be relayed, so only then are their keys mounted.
+  const approvalsEnabled = settings.redisUrl !== undefined;
   const admin = settings.ports.admin;
   const configMap = policyConfigMapName(policy.metadata.name);
 
@@ -267,6 +270,7 @@ function renderInjection(policy: AccessPolicy, settings: InjectionSettings): Ren
       { name: VOLUME_NAMES.sidecarConfig, mountPath: MOUNT_PATHS.sidecarConfigDir, readOnly: true },
       { name: VOLUME_NAMES.token, mountPath: MOUNT_PATHS.tokenDir, readOnly: true },
       { name: VOLUME_NAMES.spool, mountPath: MOUNT_PATHS.spoolDir },
+      ...(approvalsEnabled ? [{ name: VOLUME_NAMES.reviewerKeys, mountPath: MOUNT_PATHS.reviewerKeysDir, readOnly: true }] : []),
       // The upstream credentials: mounted here and nowhere else (credential brokering).
       ...secrets.map((s) => ({ name: credentialsVolumeName(s), mountPath: `${MOUNT_PATHS.credentialsDir}/${s}`, readOnly: true })),
     ],
@@ -285,6 +289,11 @@ function renderInjection(policy: AccessPolicy, settings: InjectionSettings): Ren
     },
     { name: VOLUME_NAMES.spool, emptyDir: { sizeLimit: settings.spool.sizeLimit } },
     { name: VOLUME_NAMES.xtablesLock, emptyDir: {} },
+    // The operator's public keys for relayed reviews. Optional: a policy ConfigMap written before
+    // the operator had them still starts the pod; such reviews just do not count until it is rewritten.
+    ...(approvalsEnabled
+      ? [{ name: VOLUME_NAMES.reviewerKeys, configMap: { name: configMap, optional: true, items: [{ key: POLICY_CONFIGMAP_KEYS.reviewerKeys, path: 'jwks.json' }] } }]
+      : []),
     ...secrets.map((s) => ({ name: credentialsVolumeName(s), secret: { secretName: s } })),
   ];
 

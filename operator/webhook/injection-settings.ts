@@ -41,6 +41,12 @@ export interface InjectionSettings {
   /** How the sidecar verifies its own projected token (the cluster's service-account issuer). */
   readonly workloadIdentity?: { readonly issuer: string; readonly jwksUri: string };
   readonly redisUrl?: string;
+  /**
+   * The operator's relay of Kubernetes reviews (ADR 0011): its issuer and public JWKS, written into
+   * every policy ConfigMap (`reviewers.jwks.json`) and the sidecar config. Set at operator start-up
+   * from the review signing key when approvals have Redis.
+   */
+  readonly reviewRelay?: { readonly issuer: string; readonly jwks: string };
 }
 
 export const DEFAULT_INJECTION_SETTINGS: InjectionSettings = {

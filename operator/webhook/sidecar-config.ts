@@ -11,10 +11,14 @@ export const MOUNT_PATHS = {
   credentialsDir: '/var/run/custos/credentials',
   tokenDir: '/var/run/secrets/custos',
   spoolDir: '/var/lib/custos/spool',
+  reviewerKeysDir: '/etc/custos/reviewers',
 } as const;
 
 /** Keys of the per-policy ConfigMap the operator maintains. */
-export const POLICY_CONFIGMAP_KEYS = { policy: 'policy.yaml', sidecarConfig: 'sidecar.yaml' } as const;
+export const POLICY_CONFIGMAP_KEYS = { policy: 'policy.yaml', sidecarConfig: 'sidecar.yaml', reviewerKeys: 'reviewers.jwks.json' } as const;
+
+/** Where the sidecar finds the operator's public keys for relayed Kubernetes reviews. */
+export const REVIEWER_KEYS_FILE = `${MOUNT_PATHS.reviewerKeysDir}/jwks.json`;
 
 export const SIDECAR_CONFIG_FILE = `${MOUNT_PATHS.sidecarConfigDir}/config.yaml`;
 export const POLICY_FILE = `${MOUNT_PATHS.policyDir}/${POLICY_CONFIGMAP_KEYS.policy}`;
@@ -82,6 +86,9 @@ export function renderSidecarConfig(policy: AccessPolicy, settings: InjectionSet
     // mounted file only every minute or so (operator/announce/policy-announcement.ts).
     ...(settings.redisUrl !== undefined && policy.metadata.namespace !== undefined
       ? { policyReload: { announcements: { namespace: policy.metadata.namespace, name: policy.metadata.name } } }
+      : {}),
+    ...(settings.redisUrl !== undefined && settings.reviewRelay !== undefined
+      ? { kubernetesReviews: { issuer: settings.reviewRelay.issuer, jwksFile: REVIEWER_KEYS_FILE } }
       : {}),
     ...(wi !== undefined
       ? { workloadIdentity: { tokenFile: TOKEN_FILE, issuer: wi.issuer, audience: settings.serviceAccountToken.audience, jwksUri: wi.jwksUri } }

@@ -51,3 +51,8 @@ export function digestIndexKey(commandDigest: string): string {
 export function windowGrantKey(windowDigest: string): string {
   return `${PREFIX}:window:${windowDigest}`;
 }
+
+/** SET of the AccessReview UIDs the operator has relayed into the review list (relay once, ADR 0011). */
+export function relayedKey(id: string): string {
+  return `${tagged(id)}:relayed`;
+}

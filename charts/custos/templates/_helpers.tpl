@@ -36,6 +36,8 @@ app.kubernetes.io/component: operator
 {{- define "custos.webhookConfigName" -}}{{ include "custos.fullname" . }}-sidecar-injector{{- end }}
 {{- define "custos.webhookCertSecret" -}}{{ include "custos.fullname" . }}-webhook-tls{{- end }}
 {{- define "custos.webhookCaSecret" -}}{{ include "custos.fullname" . }}-webhook-ca{{- end }}
+{{- define "custos.reviewSigningKeySecret" -}}{{ include "custos.fullname" . }}-review-signing-key{{- end }}
+{{- define "custos.reviewerRoleName" -}}{{ include "custos.fullname" . }}-reviewer{{- end }}
 {{- define "custos.leaseName" -}}{{ include "custos.fullname" . }}-operator-leader{{- end }}
 {{- define "custos.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end }}
 {{- define "custos.initImage" -}}{{ .Values.initImage.repository }}:{{ .Values.initImage.tag | default .Chart.AppVersion }}{{- end }}

@@ -1,0 +1,72 @@
+// The AdmissionReview v1 wire format of the AccessReview webhook, pure: what the API server sends
+// for `accessreviews` (CREATE, UPDATE, DELETE) and what it expects back. The decision itself is
+// `admitReview` (review-admission.ts). The pod injector has its own codec
+// (operator/admission/admission-review.ts): different kind, operations and object.
+import { ADMISSION_API_VERSION, ADMISSION_KIND, type AdmissionReviewResponse } from '../admission/admission-review.ts';
+import type { AdmissionOperation, AdmissionUserInfo, ReviewAdmission } from './review-admission.ts';
+import { ACCESS_REVIEW_API } from './access-request-manifest.ts';
+
+export interface ReviewAdmissionRequest {
+  readonly uid: string;
+  readonly operation: AdmissionOperation;
+  readonly namespace: string;
+  /** The review as submitted (CREATE, UPDATE) or as stored (DELETE: the oldObject). */
+  readonly review: unknown;
+  readonly userInfo: AdmissionUserInfo;
+}
+
+export type ReviewDecodeResult =
+  | { readonly ok: true; readonly request: ReviewAdmissionRequest }
+  | { readonly ok: false; readonly message: string; readonly uid?: string };
+
+const OPERATIONS: readonly string[] = ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'];
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function decodeReviewAdmission(body: unknown): ReviewDecodeResult {
+  if (!isRecord(body) || body.apiVersion !== ADMISSION_API_VERSION || body.kind !== ADMISSION_KIND) {
+    return { ok: false, message: `expected an ${ADMISSION_API_VERSION} ${ADMISSION_KIND}` };
+  }
+  const request = body.request;
+  if (!isRecord(request)) return { ok: false, message: 'request: required object is missing' };
+  const uid = request.uid;
+  if (typeof uid !== 'string' || uid === '' || uid.length > 128 || !/^[\x21-\x7e]+$/.test(uid)) return { ok: false, message: 'request.uid: expected a printable string' };
+  const fail = (message: string): ReviewDecodeResult => ({ ok: false, message, uid });
+  const kind = request.kind;
+  if (!isRecord(kind) || kind.group !== ACCESS_REVIEW_API.group || kind.kind !== ACCESS_REVIEW_API.kind) {
+    return fail(`request.kind: this webhook admits ${ACCESS_REVIEW_API.kind}.${ACCESS_REVIEW_API.group} only`);
+  }
+  if (typeof request.subResource === 'string' && request.subResource !== '') {
+    return fail(`request.subResource: the ${request.subResource} subresource is written by the controller, not admitted here`);
+  }
+  const operation = request.operation;
+  if (typeof operation !== 'string' || !OPERATIONS.includes(operation)) return fail(`request.operation: expected one of ${OPERATIONS.join(', ')}`);
+  const namespace = request.namespace;
+  if (typeof namespace !== 'string' || namespace === '') return fail('request.namespace: AccessReviews are namespaced, but the request names no namespace');
+  const userInfo = request.userInfo;
+  if (!isRecord(userInfo) || typeof userInfo.username !== 'string') return fail('request.userInfo.username: required string is missing');
+  const groups = userInfo.groups ?? [];
+  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string')) return fail('request.userInfo.groups: expected a list of strings');
+  const userUid = userInfo.uid;
+  if (userUid !== undefined && typeof userUid !== 'string') return fail('request.userInfo.uid: expected a string');
+  return {
+    ok: true,
+    request: {
+      uid,
+      operation: operation as AdmissionOperation,
+      namespace,
+      review: operation === 'DELETE' ? request.oldObject : request.object,
+      userInfo: { username: userInfo.username, groups, ...(userUid === undefined || userUid === '' ? {} : { uid: userUid }) },
+    },
+  };
+}
+
+export function encodeReviewAdmission(uid: string, decision: ReviewAdmission): AdmissionReviewResponse {
+  const response = decision.allowed
+    ? { uid, allowed: true, patchType: 'JSONPatch' as const, patch: Buffer.from(JSON.stringify(decision.patch), 'utf8').toString('base64') }
+    // 403 Forbidden: kubectl prints the message as `admission webhook "…" denied the request: …`.
+    : { uid, allowed: false, status: { metadata: {}, status: 'Failure' as const, code: 403, reason: 'Forbidden', message: decision.message } };
+  return { apiVersion: ADMISSION_API_VERSION, kind: ADMISSION_KIND, response };
+}
