@@ -12,12 +12,20 @@ import { kubectlFor, type Kubectl } from './harness/kube-tools.ts';
 import { startKubeApi, type KubeApi } from './harness/kube-api/server.ts';
 import { run, waitFor } from './harness/processes.ts';
 import { custosImage, startPodRunner, type ImageTable, type PodRunner } from './harness/pod-runner/index.ts';
+import type { AccessPolicy } from '../crds/generated/access-policy.ts';
+import { configMapManifest, renderPolicyConfigMap } from '../operator/reconcile/policy-configmap.ts';
+import { renderPolicyYaml } from '../operator/reconcile/policy-document.ts';
+import { buildInjectionPatch } from '../operator/webhook/build-patch.ts';
+import { DEFAULT_INJECTION_SETTINGS } from '../operator/webhook/injection-settings.ts';
+import { applyJsonPatch } from '../operator/webhook/json-patch.ts';
 
 const NS = 'pod-runner';
 const IMAGES: ImageTable = {
   'test/sh': { entrypoint: ['/bin/sh', '-c'] },
   'test/node': { entrypoint: [process.execPath] },
   'ghcr.io/custos-dev/custos': custosImage(),
+  [DEFAULT_INJECTION_SETTINGS.images.init.replace(/:[^:/]+$/, '')]: custosImage(),
+  [DEFAULT_INJECTION_SETTINGS.images.sidecar.replace(/:[^:/]+$/, '')]: custosImage(),
 };
 
 let api: KubeApi;
@@ -345,6 +353,34 @@ spec:
     assert.equal(whoami.stdout, '200', whoami.stderr);
     const write = await runner.exec(NS, 'intercepted', 'app', ['touch', '/tmp/custos-pod-runner-rofs']);
     assert.match(write.stderr, /Read-only file system/);
+  });
+
+  it('runs a pod as the Custos webhook injects it: custos-init, the sidecar (UID 17337, read-only root) ready through its startup probe on the pod IP, then the app', async () => {
+    const policy = {
+      apiVersion: 'custos.io/v1alpha1', kind: 'AccessPolicy', metadata: { name: 'billing', namespace: NS, uid: 'policy-uid', generation: 1 },
+      spec: {
+        selector: { matchLabels: { app: 'billing-job' } },
+        targets: [{ name: 'billing', protocol: 'postgres', host: `billing-db.${NS}.svc`, port: 5432, database: 'billing', credentials: { secretName: 'billing-db' } }],
+        rules: [{ name: 'allow-reads', match: { sql: { statements: ['select'] } }, action: 'allow' }],
+        defaultAction: 'deny',
+      },
+    } as unknown as AccessPolicy;
+    const settings = DEFAULT_INJECTION_SETTINGS;
+    // What the operator would write: the policy ConfigMap and the credentials Secret.
+    const configMap = configMapManifest(renderPolicyConfigMap(policy, renderPolicyYaml(policy), settings));
+    await apply(JSON.stringify({ ...configMap, metadata: { ...configMap.metadata, ownerReferences: undefined } }));
+    await k.ok(['create', 'secret', 'generic', 'billing-db', '-n', NS, '--from-literal=username=billing_app', '--from-literal=password=upstream-pw']);
+    const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'billing-job', namespace: NS, labels: { app: 'billing-job' } }, spec: { terminationGracePeriodSeconds: 2, containers: [{ name: 'app', image: 'test/sh', args: ['exec sleep 3600'] }] } };
+    const injection = buildInjectionPatch({ pod, namespace: { name: NS, labels: { 'custos.io/injection': 'enabled' } }, policies: [policy], settings });
+    if (injection.kind !== 'patch') throw new Error(`the webhook did not inject: ${JSON.stringify(injection)}`);
+    await apply(JSON.stringify(applyJsonPatch(pod, injection.patch)));
+    await waitForRow('billing-job', '2/2', 'Running', 40_000);
+    assert.match(runner.logs(NS, 'billing-job', 'custos-sidecar'), /custos sidecar ready/);
+    const sidecarPid = runner.pod(NS, 'billing-job')?.pid('custos-sidecar') ?? -1;
+    assert.match(await readFile(`/proc/${sidecarPid}/status`, 'utf8'), /\nUid:\t17337\t17337\t17337\t17337\n/);
+    const ip = await jsonpath('billing-job', '{.status.podIP}');
+    assert.equal((await fetch(`http://${ip}:${settings.ports.admin}/readyz`)).status, 200);
+    await k.ok(['delete', 'pod', 'billing-job', '-n', NS]);
   });
 
   it('on deletion sends SIGTERM, waits for the container, then removes the network namespace and files', async () => {

@@ -137,6 +137,13 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
   let services: readonly ServiceAddress[] = options.services ?? [];
   let hosts: Readonly<Record<string, string>> = options.hosts ?? {};
   const workers = new Map<string, PodWorker>();
+  /** Pods being stopped after their deletion; stop() waits for them. */
+  const stopping = new Set<Promise<void>>();
+  const retire = (w: PodWorker, graceSeconds?: number): void => {
+    const done = w.terminate(graceSeconds);
+    stopping.add(done);
+    void done.finally(() => stopping.delete(done));
+  };
   const warn = (message: string): void => { console.error(`pod runner: ${message}`); };
   const inScope = (o: KubeObjectLike): boolean => namespaces.has(o.metadata.namespace ?? '');
 
@@ -172,18 +179,18 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
     if (type === 'DELETED') {
       if (existing !== undefined && existing.uid === pod.metadata.uid) {
         workers.delete(k);
-        void existing.terminate();
+        retire(existing);
       }
       return;
     }
     if (existing !== undefined && existing.uid !== pod.metadata.uid) {
       // Deleted and created again between two events: a new pod.
       workers.delete(k);
-      void existing.terminate();
+      retire(existing);
     } else if (existing !== undefined) {
       existing.update(pod);
       // Graceful deletion (a pod with finalizers): stop it; the object stays until they are removed.
-      if (pod.metadata.deletionTimestamp !== undefined) void existing.terminate(pod.metadata.deletionGracePeriodSeconds);
+      if (pod.metadata.deletionTimestamp !== undefined) retire(existing, pod.metadata.deletionGracePeriodSeconds);
       return;
     }
     const phase = pod.status?.phase;
@@ -236,6 +243,7 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
       secrets.stop();
       await Promise.all([...workers.values()].map((w) => w.terminate(0)));
       workers.clear();
+      await Promise.all([...stopping]);
       await loopback?.stop();
       await network.destroy();
       await rm(podsDir, { recursive: true, force: true });

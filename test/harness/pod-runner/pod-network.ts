@@ -127,13 +127,14 @@ export async function createNodeNetwork(): Promise<NodeNetwork> {
       const podIP = `${BASE}.${third}.${host}`;
       const etcDir = `/etc/netns/${netns}`;
       let created = false;
-      const destroy = async (): Promise<void> => {
+      let destroyed: Promise<void> | undefined;
+      const destroy = (): Promise<void> => (destroyed ??= (async () => {
         pods.delete(network);
         if (created) await ip(['netns', 'del', netns]).catch((e: unknown) => { console.error(`pod runner cleanup: ${String(e)}`); });
         await ip(['link', 'del', veth]).catch(() => undefined);
         await rm(etcDir, { recursive: true, force: true });
         free.add(host);
-      };
+      })());
       const network: PodNetwork = {
         netns,
         podIP,
