@@ -114,6 +114,8 @@ spec:
     const ip = await jsonpath('handoff', '{.status.podIP}');
     assert.match(ip, /^10\.188\.\d+\.\d+$/);
     assert.equal(runner.logs(NS, 'handoff', 'prepare'), '');
+    assert.equal(await k.ok(['logs', 'handoff', '-n', NS, '--tail', '2']), 'password=s3cr3t\ngreeting=hello handoff\n');
+    assert.equal(await k.ok(['logs', 'handoff', '-n', NS, '-c', 'prepare']), '');
     assert.equal(runner.logs(NS, 'handoff', 'app'), [
       'prepared by 0',
       'uid=1234 gid=2345',
@@ -303,7 +305,7 @@ spec:
     await apply(pod('broken-loop', 'Always'));
     await waitForRow('broken-once', '0/1', 'Init:Error');
     assert.equal(await jsonpath('broken-once', '{.status.phase} {.status.initContainerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.waiting.reason}'), 'Failed 3 PodInitializing');
-    assert.equal(runner.logs(NS, 'broken-once', 'migrate'), 'migration failed\n');
+    assert.equal(await k.ok(['logs', 'broken-once', '-n', NS, '-c', 'migrate']), 'migration failed\n');
     await waitForRow('broken-loop', '0/1', 'Init:CrashLoopBackOff');
     await waitFor('restarts', async () => Number(await jsonpath('broken-loop', '{.status.initContainerStatuses[0].restartCount}')) >= 2, 15_000, 200);
     assert.equal(await jsonpath('broken-loop', '{.status.phase} {.status.initContainerStatuses[0].lastState.terminated.exitCode}'), 'Pending 3');

@@ -72,6 +72,12 @@ export interface IssueTokenOptions {
   readonly pod?: string;
 }
 
+/**
+ * What the kubelet would stream for GET pods/<name>/log: the container's output so far, or
+ * undefined when no node runs that container (the pod runner registers itself as the source).
+ */
+export type PodLogSource = (namespace: string, pod: string, container: string) => string | undefined;
+
 export interface KubeApi {
   readonly url: string;
   readonly port: number;
@@ -92,6 +98,8 @@ export interface KubeApi {
   issueToken(options: IssueTokenOptions): Promise<string>;
   /** Ends every open watch (clients see the stream close), as an API server does on restart or timeout. */
   dropWatches(): void;
+  /** Serves pods/log (`kubectl logs`) from `source` too (each pod runner adds one); returns its removal. */
+  addPodLogSource(source: PodLogSource): () => void;
   stop(): Promise<void>;
 }
 
@@ -165,6 +173,14 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
   const watches = new Set<OpenWatch>();
   const bookmarkIntervalMs = options.bookmarkIntervalMs ?? 5000;
   const aggregated = options.aggregatedDiscovery ?? true;
+  const podLogSources = new Set<PodLogSource>();
+  const podLogs: PodLogSource = (namespace, pod, container) => {
+    for (const source of podLogSources) {
+      const text = source(namespace, pod, container);
+      if (text !== undefined) return text;
+    }
+    return undefined;
+  };
 
   const reply = (res: ServerResponse, code: number, body: unknown, contentType = 'application/json', warnings: readonly string[] = []): Done => {
     const headers: Record<string, string | string[]> = { 'content-type': contentType, 'cache-control': 'no-cache, private' };
@@ -282,6 +298,10 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
       const r = await handlers.tokenRequest(ns, name, parseBody(raw, contentType));
       return send(r.code, r.body);
     }
+    if (subresource === 'log') {
+      if (method !== 'GET') throw methodNotSupported(type.group, `${type.resource}/log`, method);
+      return reply(res, 200, podLog(handlers.get(type, ns, name), query, podLogs), 'text/plain');
+    }
     switch (method) {
       case 'GET': {
         const o = handlers.get(type, ns, name);
@@ -357,6 +377,10 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
     dropWatches(): void {
       for (const w of [...watches]) w.close();
     },
+    addPodLogSource(source): () => void {
+      podLogSources.add(source);
+      return () => { podLogSources.delete(source); };
+    },
     async stop(): Promise<void> {
       stopGarbageCollector();
       for (const w of [...watches]) w.close();
@@ -367,6 +391,34 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
       });
     },
   };
+}
+
+/** GET pods/<name>/log: the container named by ?container= (or the only one), ?tailLines= and ?limitBytes= applied. */
+function podLog(pod: KubeObject, query: URLSearchParams, source: PodLogSource): string {
+  const name = pod.metadata.name ?? '';
+  const spec = pod.spec as { containers?: Array<{ name: string }>; initContainers?: Array<{ name: string }> } | undefined;
+  const containers = (spec?.containers ?? []).map((c) => c.name);
+  const inits = (spec?.initContainers ?? []).map((c) => c.name);
+  let container = query.get('container') ?? '';
+  if (container === '') {
+    if (containers.length !== 1) {
+      throw badRequest(`a container name must be specified for pod ${name}, choose one of: [${containers.join(' ')}]${inits.length > 0 ? ` or one of the init containers: [${inits.join(' ')}]` : ''}`);
+    }
+    container = containers[0] ?? '';
+  }
+  if (!containers.includes(container) && !inits.includes(container)) throw badRequest(`container ${container} is not valid for pod ${name}`);
+  const text = source(pod.metadata.namespace ?? '', name, container);
+  if (text === undefined) throw badRequest(`container "${container}" in pod "${name}" is waiting to start: no node runs it (start a pod runner)`);
+  let out = text;
+  const tail = query.get('tailLines');
+  if (tail !== null && /^\d+$/.test(tail)) {
+    const lines = out.split('\n');
+    const trailing = lines.at(-1) === '' ? lines.pop() : undefined;
+    out = lines.slice(Math.max(0, lines.length - Number(tail))).join('\n') + (trailing === undefined ? '' : '\n');
+  }
+  const limit = query.get('limitBytes');
+  if (limit !== null && /^\d+$/.test(limit)) out = Buffer.from(out).subarray(0, Number(limit)).toString();
+  return out;
 }
 
 export type { ResourceType };

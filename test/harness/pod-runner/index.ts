@@ -25,8 +25,16 @@ export { custosImage, type ImageFixture, type ImageTable } from './image-fixture
 export type { ServiceAddress } from './pod-network.ts';
 
 export interface PodRunnerOptions {
-  /** The API server: a started API double (its first static token is used) or url, CA and token. */
-  readonly api: KubeConnection | { readonly url: string; readonly caCert: string; readonly tokens: Readonly<Record<string, unknown>> };
+  /**
+   * The API server: a started API double (its first static token is used; `kubectl logs` is
+   * served from the runner) or url, CA and token.
+   */
+  readonly api: KubeConnection | {
+    readonly url: string;
+    readonly caCert: string;
+    readonly tokens: Readonly<Record<string, unknown>>;
+    addPodLogSource(source: (namespace: string, pod: string, container: string) => string | undefined): () => void;
+  };
   /** Pods in these namespaces run here (a pod bound to another spec.nodeName is left alone). */
   readonly namespaces: readonly string[];
   /** Image → program. */
@@ -198,6 +206,10 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
     workers.set(k, new PodWorker(pod, deps));
   }, (e) => { warn(String(e)); });
   await pods.synced;
+  const api = options.api;
+  const removeLogSource = 'addPodLogSource' in api
+    ? api.addPodLogSource((namespace, name, container) => workers.get(key(namespace, name))?.logs.get(container)?.text())
+    : undefined;
 
   const view = (w: PodWorker): RunningPod => ({
     namespace: w.namespace, name: w.name, uid: w.uid, netns: w.network?.netns, podIP: w.podIP, dir: w.dir, phase: w.phase, problem: w.problem,
@@ -238,6 +250,7 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
       await Promise.all(targets.map((w) => w.syncVolumes({ forceTokens: true })));
     },
     async stop(): Promise<void> {
+      removeLogSource?.();
       pods.stop();
       configMaps.stop();
       secrets.stop();
