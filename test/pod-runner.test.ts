@@ -263,6 +263,17 @@ spec:
     assert.equal(fromPod.stdout, `host saw ${ip}\n`);
     const short = await runner.exec(NS, 'web', 'web', [process.execPath, '-e', `require("node:dns").lookup("host-svc", (e, a) => process.stdout.write(String(a)))`]);
     assert.equal(short.stdout, runner.hostAddress);
+    // A server on the host's loopback only, exposed to pods as a Service through the veth.
+    const loopbackOnly = createServer((req, res) => { res.end(`loopback server saw ${req.socket.remoteAddress ?? ''}\n`); });
+    await new Promise<void>((resolve) => { loopbackOnly.listen(0, '127.0.0.1', resolve); });
+    try {
+      const relay = await runner.exposeService({ name: 'loopback-db', namespace: NS, port: 5432, target: { port: (loopbackOnly.address() as { port: number }).port } });
+      const viaService = await runner.exec(NS, 'web', 'web', [process.execPath, '-e', `fetch("http://loopback-db:5432/").then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+      assert.equal(viaService.stdout, 'loopback server saw 127.0.0.1\n', viaService.stderr);
+      assert.equal(relay.connections(), 1);
+    } finally {
+      loopbackOnly.close();
+    }
   });
 
   it('runs a native sidecar before the app, gated by its startupProbe, and stops it when the app completes', async () => {

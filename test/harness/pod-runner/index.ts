@@ -16,6 +16,7 @@ import type { CommandResult } from '../processes.ts';
 import type { ImageTable } from './image-fixtures.ts';
 import { startInformer, type Informer } from './informer.ts';
 import { createKubeClient, type KubeConnection, type KubeObjectLike } from './kube-client.ts';
+import { startHostService, type HostService, type HostServiceTarget } from './host-service.ts';
 import { startLoopbackForwarder } from './loopback-forward.ts';
 import { createNodeNetwork, type ServiceAddress } from './pod-network.ts';
 import type { ConfigMapLike, Pod, SecretLike } from './pod-spec.ts';
@@ -23,6 +24,7 @@ import { PodWorker, type HostTools } from './pod-worker.ts';
 
 export { custosImage, type ImageFixture, type ImageTable } from './image-fixtures.ts';
 export type { ServiceAddress } from './pod-network.ts';
+export type { HostService, HostServiceTarget } from './host-service.ts';
 
 export interface PodRunnerOptions {
   /**
@@ -90,6 +92,11 @@ export interface PodRunner {
   logs(namespace: string, name: string, container: string): string;
   /** Runs `command` in a running container (its namespaces, user and environment): a `kubectl exec` stand-in. */
   exec(namespace: string, name: string, container: string, command: readonly string[]): Promise<CommandResult>;
+  /**
+   * Serves a loopback server (a test PostgreSQL) to pods as Service `name.namespace.svc:port`: a
+   * relay on the host side of their veth (hostAddress:port) and the name in their hosts file.
+   */
+  exposeService(service: { name: string; namespace: string; port: number; target: HostServiceTarget }): Promise<HostService>;
   /** Replaces the Service names pods resolve; rewrites the hosts file of every running pod. */
   setServices(services: readonly ServiceAddress[], hosts?: Readonly<Record<string, string>>): Promise<void>;
   /** Requests new projected tokens now (as a rotation would), for one pod or all. */
@@ -145,6 +152,7 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
   let services: readonly ServiceAddress[] = options.services ?? [];
   let hosts: Readonly<Record<string, string>> = options.hosts ?? {};
   const workers = new Map<string, PodWorker>();
+  const hostServices: HostService[] = [];
   /** Pods being stopped after their deletion; stop() waits for them. */
   const stopping = new Set<Promise<void>>();
   const retire = (w: PodWorker, graceSeconds?: number): void => {
@@ -211,6 +219,11 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
     ? api.addPodLogSource((namespace, name, container) => workers.get(key(namespace, name))?.logs.get(container)?.text())
     : undefined;
 
+  const setServices = async (next: readonly ServiceAddress[], nextHosts: Readonly<Record<string, string>>): Promise<void> => {
+    services = next;
+    hosts = nextHosts;
+    await Promise.all([...workers.values()].map(async (w) => { await w.network?.writeHosts(services, hosts); }));
+  };
   const view = (w: PodWorker): RunningPod => ({
     namespace: w.namespace, name: w.name, uid: w.uid, netns: w.network?.netns, podIP: w.podIP, dir: w.dir, phase: w.phase, problem: w.problem,
     pid: (container) => w.running.get(container)?.process.pid,
@@ -240,11 +253,14 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
     },
     logs: (namespace, name, container) => worker(namespace, name).logs.get(container)?.text() ?? '',
     exec: (namespace, name, container, command) => worker(namespace, name).exec(container, command),
-    async setServices(next, nextHosts = hosts): Promise<void> {
-      services = next;
-      hosts = nextHosts;
-      await Promise.all([...workers.values()].map(async (w) => { await w.network?.writeHosts(services, hosts); }));
+    async exposeService(service): Promise<HostService> {
+      const relay = await startHostService(network.gateway, service.port, service.target);
+      hostServices.push(relay);
+      const others = services.filter((s) => !(s.name === service.name && s.namespace === service.namespace));
+      await setServices([...others, { name: service.name, namespace: service.namespace, address: network.gateway }], hosts);
+      return relay;
     },
+    setServices: async (next, nextHosts = hosts) => { await setServices(next, nextHosts); },
     async rotateTokens(namespace, name): Promise<void> {
       const targets = [...workers.values()].filter((w) => (namespace === undefined || w.namespace === namespace) && (name === undefined || w.name === name));
       await Promise.all(targets.map((w) => w.syncVolumes({ forceTokens: true })));
@@ -257,6 +273,7 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
       await Promise.all([...workers.values()].map((w) => w.terminate(0)));
       workers.clear();
       await Promise.all([...stopping]);
+      await Promise.all(hostServices.map((h) => h.close()));
       await loopback?.stop();
       await network.destroy();
       await rm(podsDir, { recursive: true, force: true });

@@ -139,6 +139,7 @@ export async function createNodeNetwork(): Promise<NodeNetwork> {
         netns,
         podIP,
         async writeHosts(services, extraHosts) {
+          if (destroyed !== undefined) return;
           await writeFile(`${etcDir}/hosts`, hostsFile(podIP, hostname, namespace, services, extraHosts));
         },
         destroy,
