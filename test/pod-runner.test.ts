@@ -63,7 +63,7 @@ async function netnsList(): Promise<string> {
 
 describe('pod runner (kubelet stand-in) driven by the real kubectl', () => {
   before(async () => {
-    api = await startKubeApi();
+    api = await startKubeApi({ gracefulPodDeletion: true });
     k = await kubectlFor(await api.kubeconfig());
     await k.ok(['create', 'namespace', NS]);
     await k.ok(['create', 'serviceaccount', 'reporter', '-n', NS]);
@@ -396,7 +396,7 @@ spec:
     await k.ok(['delete', 'pod', 'billing-job', '-n', NS]);
   });
 
-  it('on deletion sends SIGTERM, waits for the container, then removes the network namespace and files', async () => {
+  it('on deletion (Terminating) sends SIGTERM, waits for the container, removes the network namespace and files, then deletes the pod object', async () => {
     await apply(`apiVersion: v1
 kind: Pod
 metadata: { name: doomed, namespace: ${NS} }
@@ -406,7 +406,7 @@ spec:
   containers:
   - name: app
     image: test/sh
-    args: ['trap "echo got TERM > /host-tmp/custos-pod-runner-$HOSTNAME.txt; exit 0" TERM; while true; do sleep 0.1; done']
+    args: ['trap "echo got TERM > /host-tmp/custos-pod-runner-$HOSTNAME.txt; sleep 1; exit 0" TERM; while true; do sleep 0.1; done']
     volumeMounts: [{ name: out, mountPath: /host-tmp }]
 `);
     await waitForRow('doomed', '1/1', 'Running');
@@ -414,10 +414,12 @@ spec:
     const netns = running?.netns ?? '';
     const pid = running?.pid('app') ?? -1;
     assert.match(await netnsList(), new RegExp(netns));
-    await k.ok(['delete', 'pod', 'doomed', '-n', NS]);
-    // The pod's directory is the last thing removed.
-    await waitFor('the pod to be cleaned up', () => stat(running?.dir ?? '/nonexistent').then(() => false, () => true), 10_000);
+    await k.ok(['delete', 'pod', 'doomed', '-n', NS, '--wait=false']);
+    assert.equal((await podRow('doomed'))[2], 'Terminating');
+    // The runner deletes the object once the pod is stopped and cleaned up, as a kubelet does.
+    await k.ok(['wait', '--for=delete', 'pod/doomed', '-n', NS, '--timeout=20s']);
     assert.doesNotMatch(await netnsList(), new RegExp(netns));
+    await assert.rejects(stat(running?.dir ?? '/nonexistent'), /ENOENT/);
     assert.equal(await readFile('/tmp/custos-pod-runner-doomed.txt', 'utf8'), 'got TERM\n');
     assert.throws(() => process.kill(pid, 0), /ESRCH/);
     await assert.rejects(stat(`/etc/netns/${netns}`), /ENOENT/);

@@ -35,6 +35,8 @@ export interface HandlerDeps {
   readonly caCert: string;
   readonly tokens: Readonly<Record<string, StaticTokenUser>>;
   readonly clock: () => number;
+  /** Pods are deleted gracefully: they stay, Terminating, until their kubelet deletes them with grace period 0. */
+  readonly gracefulPodDeletion?: boolean;
 }
 
 export interface Reply {
@@ -322,7 +324,9 @@ export class ResourceHandlers {
     ctx.warnings.push(...await this.#d.admission.validate(this.#attrs('UPDATE', type, subresource, object, existing, ctx)));
     if (deepEqual(stripVolatile(existing), stripVolatile(object))) return { code: 200, body: this.#view(type, existing) };
     if (dryRun) return { code: 200, body: object };
-    if (object.metadata.deletionTimestamp !== undefined && (object.metadata.finalizers ?? []).length === 0) {
+    // Removed by an update only once nothing holds it: no finalizers and no grace period left
+    // (a gracefully deleted pod stays until its kubelet deletes it; store.go ShouldDeleteDuringUpdate).
+    if (object.metadata.deletionTimestamp !== undefined && (object.metadata.finalizers ?? []).length === 0 && (object.metadata.deletionGracePeriodSeconds ?? 0) === 0) {
       const removed = this.#remove(type, object);
       return { code: 200, body: removed };
     }
@@ -345,6 +349,10 @@ export class ResourceHandlers {
     }
     await this.#d.admission.validate(this.#attrs('DELETE', type, '', undefined, existing, ctx));
     if (dryRun) return { code: 200, body: this.#view(type, existing) };
+    if (type.group === '' && type.resource === 'pods' && this.#d.gracefulPodDeletion === true) {
+      const graceful = this.#gracefulPodDelete(type, existing, options);
+      if (graceful !== undefined) return graceful;
+    }
     const finalizers = existing.metadata.finalizers ?? [];
     const isNamespace = type.group === '' && type.resource === 'namespaces';
     if (finalizers.length > 0 && !isNamespace) {
@@ -372,6 +380,29 @@ export class ResourceHandlers {
         details: { name, ...(type.group === '' ? {} : { group: type.group }), kind: type.resource, uid: existing.metadata.uid },
       },
     };
+  }
+
+  /**
+   * The pod strategy's graceful deletion (pkg/registry/core/pod/strategy.go CheckGracefulDelete):
+   * a running pod gets deletionTimestamp = now + grace and deletionGracePeriodSeconds (the
+   * request's gracePeriodSeconds, else spec.terminationGracePeriodSeconds) and stays until its
+   * kubelet, having stopped it, deletes it with grace 0; a later delete may only shorten the
+   * grace. A pod that has finished, or a grace of 0, is deleted at once (undefined here).
+   */
+  #gracefulPodDelete(type: ResourceType, existing: KubeObject, options: JsonObject): Reply | undefined {
+    const spec = isObject(existing.spec) ? existing.spec : {};
+    const status = isObject(existing.status) ? existing.status : {};
+    if (status.phase === 'Succeeded' || status.phase === 'Failed') return undefined;
+    const requested = typeof options.gracePeriodSeconds === 'number' ? options.gracePeriodSeconds : undefined;
+    const current = existing.metadata.deletionGracePeriodSeconds;
+    const grace = requested ?? current ?? (typeof spec.terminationGracePeriodSeconds === 'number' ? spec.terminationGracePeriodSeconds : 30);
+    if (grace <= 0) return undefined;
+    if (existing.metadata.deletionTimestamp !== undefined && current !== undefined && grace >= current) return { code: 200, body: this.#view(type, existing) };
+    const deleting = deepClone(existing);
+    deleting.metadata.deletionTimestamp = nowTimestamp(() => this.#d.clock() + grace * 1000);
+    deleting.metadata.deletionGracePeriodSeconds = grace;
+    const stored = this.#d.store.put(type.group, type.resource, deleting, 'MODIFIED');
+    return { code: 200, body: this.#view(type, stored) };
   }
 
   async deleteCollection(type: ResourceType, namespace: string | undefined, body: unknown, ctx: RequestContext): Promise<Reply> {

@@ -52,6 +52,12 @@ export interface KubeApiOptions {
   readonly serviceUrl?: (service: ServiceReference) => string | undefined;
   /** Serve the OIDC discovery document and JWKS without authentication (default false, as the default RBAC). */
   readonly publicOidc?: boolean;
+  /**
+   * Delete pods gracefully, as the API server does pods bound to a node: `kubectl delete pod`
+   * leaves them Terminating until a kubelet (the pod runner) has stopped them and deletes them
+   * with grace period 0 (default false: pods are deleted at once, as no kubelet runs them).
+   */
+  readonly gracefulPodDeletion?: boolean;
 }
 
 export interface RecordedRequest {
@@ -168,7 +174,10 @@ export async function startKubeApi(options: KubeApiOptions = {}): Promise<KubeAp
   const admission = new AdmissionChain(store, options.serviceUrl === undefined ? {} : { serviceUrl: options.serviceUrl });
   const authenticate = createAuthenticator(tokens, issuer, store);
   const stopGarbageCollector = startGarbageCollector(store);
-  const handlers = new ResourceHandlers({ store, registry, admission, issuer, caCert: certificates.caCert, tokens, clock: Date.now });
+  const handlers = new ResourceHandlers({
+    store, registry, admission, issuer, caCert: certificates.caCert, tokens, clock: Date.now,
+    ...(options.gracefulPodDeletion === undefined ? {} : { gracefulPodDeletion: options.gracefulPodDeletion }),
+  });
   const requests: RecordedRequest[] = [];
   const watches = new Set<OpenWatch>();
   const bookmarkIntervalMs = options.bookmarkIntervalMs ?? 5000;

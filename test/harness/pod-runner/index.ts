@@ -15,7 +15,7 @@ import { delimiter, join } from 'node:path';
 import type { CommandResult } from '../processes.ts';
 import type { ImageTable } from './image-fixtures.ts';
 import { startInformer, type Informer } from './informer.ts';
-import { createKubeClient, type KubeConnection, type KubeObjectLike } from './kube-client.ts';
+import { createKubeClient, isNotFound, KubeRequestError, type KubeConnection, type KubeObjectLike } from './kube-client.ts';
 import { startHostService, type HostService, type HostServiceTarget } from './host-service.ts';
 import { startLoopbackForwarder } from './loopback-forward.ts';
 import { createNodeNetwork, type ServiceAddress } from './pod-network.ts';
@@ -155,8 +155,14 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
   const hostServices: HostService[] = [];
   /** Pods being stopped after their deletion; stop() waits for them. */
   const stopping = new Set<Promise<void>>();
-  const retire = (w: PodWorker, graceSeconds?: number): void => {
-    const done = w.terminate(graceSeconds);
+  const retire = (w: PodWorker, graceSeconds?: number, finalize = false): void => {
+    const done = w.terminate(graceSeconds).then(async () => {
+      if (!finalize) return;
+      // Graceful deletion: stopped, so the kubelet deletes the object for good (grace 0, this pod's uid only).
+      await client.json('DELETE', `/api/v1/namespaces/${w.namespace}/pods/${w.name}`, {
+        apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0, preconditions: { uid: w.uid },
+      }).catch((e: unknown) => { if (!isNotFound(e) && !(e instanceof KubeRequestError && e.code === 409)) warn(`final delete of pod ${w.namespace}/${w.name}: ${String(e)}`); });
+    });
     stopping.add(done);
     void done.finally(() => stopping.delete(done));
   };
@@ -205,8 +211,12 @@ export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunn
       retire(existing);
     } else if (existing !== undefined) {
       existing.update(pod);
-      // Graceful deletion (a pod with finalizers): stop it; the object stays until they are removed.
-      if (pod.metadata.deletionTimestamp !== undefined) retire(existing, pod.metadata.deletionGracePeriodSeconds);
+      // Graceful deletion (the API double's gracefulPodDeletion, or finalizers): stop the pod
+      // within its grace period, then delete the object with grace 0, as the kubelet does.
+      if (pod.metadata.deletionTimestamp !== undefined) {
+        workers.delete(k);
+        retire(existing, pod.metadata.deletionGracePeriodSeconds, true);
+      }
       return;
     }
     const phase = pod.status?.phase;
