@@ -90,7 +90,7 @@ function conditions(record: PodRecord, previous: readonly Condition[], now: stri
     : { reason: 'ContainersNotReady', message: `containers with unready status: [${unready.join(' ')}]` };
   const wanted: Array<Omit<Condition, 'lastProbeTime' | 'lastTransitionTime'>> = [
     { type: 'PodReadyToStartContainers', status: record.sandboxReady && !completed ? 'True' : 'False' },
-    record.initialized || completed && incomplete.length === 0
+    record.initialized || record.init.length === 0 || (completed && incomplete.length === 0)
       ? { type: 'Initialized', status: 'True', ...(completed && record.init.length > 0 ? { reason: 'PodCompleted' } : {}) }
       : { type: 'Initialized', status: 'False', reason: 'ContainersNotInitialized', message: `containers with incomplete status: [${incomplete.join(' ')}]` },
     unready.length === 0 && !completed ? { type: 'Ready', status: 'True' } : { type: 'Ready', status: 'False', ...readyFalse },

@@ -209,7 +209,13 @@ export class PodWorker {
   async #run(): Promise<void> {
     await mkdir(join(this.dir, 'logs'), { recursive: true });
     this.#pushStatus();
-    this.network = await this.#d.network.createPod(this.namespace, this.name, this.pod.spec.hostname ?? this.name);
+    try {
+      this.network = await this.#d.network.createPod(this.namespace, this.name, this.pod.spec.hostname ?? this.name);
+    } catch (e: unknown) {
+      this.problem = `Failed to create pod sandbox: ${e instanceof Error ? e.message : String(e)}`;
+      await this.#event('FailedCreatePodSandBox', this.problem, 'Warning');
+      throw e;
+    }
     const dns = this.#d.dns();
     await this.network.writeHosts(dns.services, dns.hosts);
     if (this.#d.loopback !== undefined) this.#relay = await this.#d.loopback.startInPod(this.network.netns, this.#d.tools.setpriv);
@@ -283,15 +289,21 @@ export class PodWorker {
     await sleep(ms, this.#signal);
   }
 
-  /** Runs `c` until `restarts(exit)` says no (or the pod is deleted). */
+  /**
+   * Runs `c` until `restarts(exit)` says no (or the pod is deleted). The back-off doubles with
+   * each consecutive failure to start or crash, and starts over after a run that lasted a while
+   * (the kubelet resets it after 10 minutes; here after twice the cap).
+   */
   async #supervise(c: Container, restarts: (exit: ExitStatus) => boolean): Promise<void> {
     let attempt = 0;
     for (;;) {
+      const started = Date.now();
       const exit = await this.#runOnce(c, attempt);
       if (this.#aborted() || (exit !== undefined && !restarts(exit))) return;
-      await this.#backoff(c, exit === undefined ? attempt : 0);
+      if (Date.now() - started > 2 * this.#d.backoffMs.max) attempt = 0;
+      await this.#backoff(c, attempt);
       if (this.#aborted()) return;
-      attempt = exit === undefined ? attempt + 1 : 0;
+      attempt += 1;
     }
   }
 
