@@ -85,7 +85,9 @@ export function launchScript(spec: LaunchSpec): string {
   const mounts = [...spec.mounts].sort((a, b) => a.target.split('/').length - b.target.split('/').length);
   for (const m of mounts) {
     // The mount point is made where the earlier mounts put it (as runc does inside the rootfs): an
-    // emptyDir at /run makes /var/run/secrets/... a path inside that emptyDir.
+    // emptyDir at /run makes /var/run/secrets/... a path inside that emptyDir. Containers share
+    // the host's root filesystem, so a mount point outside every volume (/etc/custos/policy) is
+    // created on the host and stays there, empty, after the pod is gone.
     const t = shellQuote(m.target);
     if (m.directory) lines.push(`mkdir -p -- ${t}`);
     else lines.push(`mkdir -p -- "$(dirname -- ${t})"`, `[ -e ${t} ] || : > ${t}`);
