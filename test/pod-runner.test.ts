@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { readFile, readlink, stat } from 'node:fs/promises';
+import { readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { kubectlFor, type Kubectl } from './harness/kube-tools.ts';
@@ -397,6 +397,8 @@ spec:
   });
 
   it('on deletion (Terminating) sends SIGTERM, waits for the container, removes the network namespace and files, then deletes the pod object', async () => {
+    const marker = '/tmp/custos-pod-runner-doomed.txt';
+    await rm(marker, { force: true });
     await apply(`apiVersion: v1
 kind: Pod
 metadata: { name: doomed, namespace: ${NS} }
@@ -420,7 +422,8 @@ spec:
     await k.ok(['wait', '--for=delete', 'pod/doomed', '-n', NS, '--timeout=20s']);
     assert.doesNotMatch(await netnsList(), new RegExp(netns));
     await assert.rejects(stat(running?.dir ?? '/nonexistent'), /ENOENT/);
-    assert.equal(await readFile('/tmp/custos-pod-runner-doomed.txt', 'utf8'), 'got TERM\n');
+    assert.equal(await readFile(marker, 'utf8'), 'got TERM\n');
+    await rm(marker);
     assert.throws(() => process.kill(pid, 0), /ESRCH/);
     await assert.rejects(stat(`/etc/netns/${netns}`), /ENOENT/);
     assert.equal(runner.pod(NS, 'doomed'), undefined);
