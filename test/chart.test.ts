@@ -85,12 +85,12 @@ describe('Helm chart charts/custos (real helm 4.1)', () => {
     // policy's credentials Secret (ADR 0006). Only kubelet-created pods are filtered in the API server.
     assert.equal(hook['objectSelector'], undefined);
     assert.deepEqual(hook['matchConditions'], [{ name: 'skip-node-created-pods', expression: "!request.userInfo.username.startsWith('system:node:')" }]);
-    // AccessReviews: every operation (create-only is enforced there), every namespace, fail closed.
+    // AccessReviews: create and update (refused), every namespace, fail closed.
     assert.ok(reviews);
     assert.equal(reviews['failurePolicy'], 'Fail');
     assert.equal(reviews['sideEffects'], 'None');
     assert.deepEqual(reviews['clientConfig'], { service: { name: 'custos-webhook', namespace: NAMESPACE, path: '/admit/accessreviews', port: 443 }, caBundle: '' });
-    assert.deepEqual(reviews['rules'], [{ operations: ['CREATE', 'UPDATE', 'DELETE'], apiGroups: ['custos.io'], apiVersions: ['v1alpha1'], resources: ['accessreviews'], scope: 'Namespaced' }]);
+    assert.deepEqual(reviews['rules'], [{ operations: ['CREATE', 'UPDATE'], apiGroups: ['custos.io'], apiVersions: ['v1alpha1'], resources: ['accessreviews'], scope: 'Namespaced' }]);
     assert.equal(reviews['namespaceSelector'], undefined);
     const withCa = only((await render('webhook.caBundle=-----BEGIN CERTIFICATE-----')).docs, 'MutatingWebhookConfiguration') as typeof config;
     assert.equal((withCa.webhooks[0]?.['clientConfig'] as { caBundle: string }).caBundle, Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64'));

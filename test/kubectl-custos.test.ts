@@ -8,7 +8,7 @@
 // requester text with control and bidi characters.
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -89,12 +89,12 @@ async function withReviewWebhook<T>(path: '/record' | '/admit', body: () => Prom
   }
 }
 
-/** `kubectl custos ARGS` with the plugin and Node 24 on PATH, as bob unless another kubeconfig is given. */
+/** `kubectl custos ARGS` with bin/ on PATH (and no Node 24 on it), as bob unless another kubeconfig is given. */
 async function custos(args: readonly string[], options: { kubeconfig?: string | null } = {}): Promise<CommandResult> {
   const kubeconfig = options.kubeconfig === undefined ? bobConfig : options.kubeconfig;
   return runCommand(kubectl, ['custos', ...args], {
     env: {
-      PATH: [join(dir, 'bin'), join(REPO_ROOT, 'node_modules', '.bin'), '/usr/local/bin', '/usr/bin', '/bin'].join(':'),
+      PATH: [join(REPO_ROOT, 'bin'), '/usr/local/bin', '/usr/bin', '/bin'].join(':'),
       HOME: dir,
       ...(kubeconfig === null ? {} : { KUBECONFIG: kubeconfig }),
     },
@@ -167,10 +167,8 @@ const reviewPostsSince = (mark: number): number => api.requests.slice(mark).filt
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'custos-kubectl-plugin-'));
-  // What `npm ci` would link for the package's bin entry: kubectl looks for kubectl-custos on PATH.
-  pluginPath = join(dir, 'bin', 'kubectl-custos');
-  await mkdir(join(dir, 'bin'));
-  await symlink(join(REPO_ROOT, 'cli', 'kubectl-custos.ts'), pluginPath);
+  // As the README installs it: the repository's bin/ on PATH (its wrapper brings Node 24 itself).
+  pluginPath = join(REPO_ROOT, 'bin', 'kubectl-custos');
   kubectl = (await kubeTools()).kubectl;
 
   certs = await makeCertificates(['127.0.0.1']);
@@ -512,7 +510,7 @@ describe('kubectl custos help', () => {
   });
 
   it('is found by kubectl plugin list', async () => {
-    const r = await runCommand(kubectl, ['plugin', 'list'], { env: { PATH: `${join(dir, 'bin')}:/usr/bin:/bin`, HOME: dir } });
+    const r = await runCommand(kubectl, ['plugin', 'list'], { env: { PATH: `${join(REPO_ROOT, 'bin')}:/usr/bin:/bin`, HOME: dir } });
     assert.ok(r.stdout.split('\n').includes(pluginPath), r.stdout);
   });
 });

@@ -158,24 +158,38 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
   const metrics = admissionMetrics(options.registry);
   const log = options.logger;
 
-  const decide = async (request: PodAdmissionRequest, deadlineMs: number): Promise<InjectionResult> => {
+  /** `work` within `deadlineMs`, else 504: the API server gives up at its own timeout, with no message. */
+  const withDeadline = async <T>(work: Promise<T>, deadlineMs: number, what: string): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
-    const decision = decidePodAdmission(request, options.context, options.settings);
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
-        reject(new HttpError(504, 'Timeout', `custos webhook: no decision within ${deadlineMs} ms (reading the namespace and AccessPolicies took too long)`, 'error'));
+        reject(new HttpError(504, 'Timeout', `custos webhook: no decision within ${deadlineMs} ms (${what} took too long)`, 'error'));
       }, deadlineMs);
     });
     try {
-      return await Promise.race([decision, timeout]);
+      return await Promise.race([work, timeout]);
     } catch (e: unknown) {
-      decision.catch(() => undefined); // lost the race: its late failure is of no interest
-      if (e instanceof HttpError) throw e;
-      if (isCustosError(e, ERR_ADMISSION_CONTEXT)) throw new HttpError(503, 'ServiceUnavailable', `custos webhook cannot decide: ${e.message}`, 'error');
-      throw new HttpError(500, 'InternalError', `custos webhook failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
+      work.catch(() => undefined); // lost the race: its late failure is of no interest
+      throw e;
     } finally {
       clearTimeout(timer);
     }
+  };
+
+  const decide = async (request: PodAdmissionRequest, deadlineMs: number): Promise<InjectionResult> => {
+    try {
+      return await withDeadline(decidePodAdmission(request, options.context, options.settings), deadlineMs, 'reading the namespace and AccessPolicies');
+    } catch (e: unknown) {
+      if (e instanceof HttpError) throw e;
+      if (isCustosError(e, ERR_ADMISSION_CONTEXT)) throw new HttpError(503, 'ServiceUnavailable', `custos webhook cannot decide: ${e.message}`, 'error');
+      throw new HttpError(500, 'InternalError', `custos webhook failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
+    }
+  };
+
+  /** The decision budget for a review: ours, or less when the API server's own deadline is nearer. */
+  const deadlineFor = (url: URL): number => {
+    const callerDeadline = callerDeadlineMs(url);
+    return callerDeadline === undefined ? decisionTimeoutMs : Math.max(100, Math.min(decisionTimeoutMs, callerDeadline - 1000));
   };
 
   const readJson = async (req: IncomingMessage, at: string): Promise<unknown> => {
@@ -194,16 +208,18 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     }
   };
 
-  const routed = async (req: IncomingMessage, res: ServerResponse, at: string, route: AdmissionRoute): Promise<AdmissionOutcome> => {
+  const routed = async (req: IncomingMessage, res: ServerResponse, url: URL, route: AdmissionRoute): Promise<AdmissionOutcome> => {
+    const at = url.pathname;
     const parsed = await readJson(req, at);
     let answer: string;
     let outcome: AdmissionOutcome;
     try {
-      const result = await route(parsed);
+      const result = await withDeadline(route(parsed), deadlineFor(url), 'deciding');
       answer = JSON.stringify(result.response);
       outcome = result.outcome;
     } catch (e: unknown) {
       log.error({ path: at, err: e instanceof Error ? e.message : String(e) }, 'admission failed; the API server applies the failurePolicy');
+      if (e instanceof HttpError) throw e;
       throw new HttpError(503, 'ServiceUnavailable', `custos webhook cannot decide: ${e instanceof Error ? e.message : String(e)}`, 'error');
     }
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) });
@@ -221,11 +237,9 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const request = decoded.request;
     // Never the pod itself: its env and annotations may hold values that are not ours to log.
     const reqLog = log.child({ uid: request.uid, namespace: request.namespace, pod: podName(request), operation: request.operation, user: request.userInfo.username });
-    const callerDeadline = callerDeadlineMs(url);
-    const deadline = callerDeadline === undefined ? decisionTimeoutMs : Math.max(100, Math.min(decisionTimeoutMs, callerDeadline - 1000));
     let result: InjectionResult;
     try {
-      result = await decide(request, deadline);
+      result = await decide(request, deadlineFor(url));
     } catch (e: unknown) {
       if (e instanceof HttpError) reqLog.error({ status: e.statusCode, err: e.message }, 'admission failed; the API server applies the failurePolicy');
       throw e;
@@ -255,7 +269,7 @@ export async function startWebhookServer(options: WebhookServerOptions): Promise
     const observe = (outcome: AdmissionOutcome): void => {
       metrics.duration.observe({ result: outcome }, Number(process.hrtime.bigint() - started) / 1e9);
     };
-    (route === undefined ? review(req, res, url) : routed(req, res, url.pathname, route)).then(observe, (e: unknown) => {
+    (route === undefined ? review(req, res, url) : routed(req, res, url, route)).then(observe, (e: unknown) => {
       const error = e instanceof HttpError ? e : new HttpError(500, 'InternalError', `custos webhook failed: ${e instanceof Error ? e.message : String(e)}`, 'error');
       if (!(e instanceof HttpError)) log.error({ err: error.message }, 'admission handler failed');
       const headers: Record<string, string> = [405, 413, 415].includes(error.statusCode) ? { ...UNREAD_BODY } : {};

@@ -15,6 +15,18 @@ export const ACCESS_REQUEST_LABELS = { policy: 'custos.io/policy', managedBy: 'a
 const MAX_COMMAND = 16_384;
 const CUT_MARK = ' …(truncated)';
 const MAX_REASON = 1024;
+const MAX_DISPLAY_NAME = 256;
+/** Label values are at most 63 characters; a longer policy name is simply not a label. */
+const MAX_LABEL_VALUE = 63;
+
+/** At most `max` UTF-16 units, never splitting a surrogate pair (a cut emoji would become U+FFFD). */
+function cut(text: string, max: number, mark = ''): string {
+  if (text.length <= max) return text;
+  let end = max - mark.length;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return text.slice(0, end) + mark;
+}
 
 /** The AccessRequest for `request`; undefined for a request without a namespace (local mode, not in a cluster). */
 export function accessRequestManifest(request: ApprovalRequest): AccessRequest | undefined {
@@ -32,14 +44,17 @@ export function accessRequestManifest(request: ApprovalRequest): AccessRequest |
     metadata: {
       name: request.id,
       namespace,
-      labels: { [ACCESS_REQUEST_LABELS.policy]: request.policy.name, [ACCESS_REQUEST_LABELS.managedBy]: 'custos-operator' },
+      labels: {
+        ...(request.policy.name.length <= MAX_LABEL_VALUE ? { [ACCESS_REQUEST_LABELS.policy]: request.policy.name } : {}),
+        [ACCESS_REQUEST_LABELS.managedBy]: 'custos-operator',
+      },
     },
     spec: {
       policyRef: { name: request.policy.name, rule: request.policy.rule },
       requester: {
         id: requester.id,
         kind: requester.kind,
-        ...(requester.displayName === undefined ? {} : { displayName: requester.displayName }),
+        ...(requester.displayName === undefined ? {} : { displayName: cut(requester.displayName, MAX_DISPLAY_NAME) }),
         ...(request.gateway.pod === undefined ? {} : { pod: request.gateway.pod }),
       },
       target: {
@@ -48,11 +63,11 @@ export function accessRequestManifest(request: ApprovalRequest): AccessRequest |
         ...(target.database === undefined ? {} : { database: target.database }),
         ...(target.user === undefined ? {} : { user: target.user }),
       },
-      command: request.command.length > MAX_COMMAND ? request.command.slice(0, MAX_COMMAND - CUT_MARK.length) + CUT_MARK : request.command,
+      command: cut(request.command, MAX_COMMAND, CUT_MARK),
       commandDigest: request.commandDigest,
       // The CRD's older single `mode` (ADR 0011): a window grant is shown as `window`.
       ...(grant.scope === 'window' ? { mode: 'window' as const, windowSeconds: grant.windowSeconds } : { mode: settings.mode }),
-      ...(request.reason === undefined ? {} : { reason: request.reason.slice(0, MAX_REASON) }),
+      ...(request.reason === undefined ? {} : { reason: cut(request.reason, MAX_REASON) }),
       reviewers,
       approvalsRequired: settings.minApprovals,
       expiresAt: request.expiresAt,

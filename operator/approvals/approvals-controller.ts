@@ -187,7 +187,11 @@ export class ApprovalsController {
           await this.#custom.createNamespacedCustomObject({ ...api(ACCESS_REQUEST_API), namespace, body: manifest, fieldManager: FIELD_MANAGER });
           this.#log.info({ approvalRequest: id, namespace }, 'AccessRequest created');
         } catch (e: unknown) {
-          if (codeOf(e) !== 409) throw e;
+          const code = codeOf(e);
+          if (code === undefined || code >= 500 || code === 429) throw e; // transient: the next pass retries
+          // 409: already materialised. Any other refusal (422, 403, 404 namespace) is about this
+          // request only: log it once and go on, so one bad request never blocks the inbox.
+          if (code !== 409) this.#log.warn({ approvalRequest: id, namespace, status: code, err: e instanceof Error ? e.message.slice(0, 500) : String(e) }, 'AccessRequest not created');
         }
       }
       this.#materialised.add(id);

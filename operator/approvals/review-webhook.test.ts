@@ -205,6 +205,7 @@ describe('startWebhookServer with the AccessReview route', () => {
   let registry: Registry;
   let logs: () => string;
   const BROKEN_PATH = '/admit/broken';
+  const HANGING_PATH = '/admit/hanging';
 
   before(async () => {
     ca = await createCertificateAuthority({ commonName: 'custos-test-ca', now: new Date(), validityMs: DAY_MS });
@@ -223,7 +224,10 @@ describe('startWebhookServer with the AccessReview route', () => {
       routes: {
         [ADMIT_REVIEWS_PATH]: reviewAdmissionRoute({ readAccessRequest: failing, logger: captured.logger, clock: () => NOW }),
         [BROKEN_PATH]: broken,
+        // A route that never answers (a hung API server read): the server must still answer in time.
+        [HANGING_PATH]: () => new Promise(() => undefined),
       },
+      decisionTimeoutMs: 1000,
     });
   });
 
@@ -265,6 +269,14 @@ describe('startWebhookServer with the AccessReview route', () => {
       message: 'custos webhook cannot decide: the route failed on purpose',
       kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'ServiceUnavailable', code: 503,
     });
+  });
+
+  it('answers 504 within its decision budget when a route does not answer', async () => {
+    const started = Date.now();
+    const answer = await post(server, ca.certPem, HANGING_PATH, '{}');
+    assert.equal(answer.status, 504);
+    assert.match(answer.body, /no decision within 1000 ms/);
+    assert.ok(Date.now() - started < 5000, 'answered well before the API server would give up');
   });
 
   it('answers 503 to a malformed AdmissionReview and when the AccessRequest cannot be read', async () => {

@@ -12,6 +12,7 @@ import { parseAllDocuments } from 'yaml';
 import { freePort } from './free-port.ts';
 import { kubectlFor, renderChart, type Kubectl } from './kube-tools.ts';
 import { startKubeApi, type KubeApi, type KubeApiOptions } from './kube-api/server.ts';
+import type { StaticTokenUser } from './kube-api/authn.ts';
 import { spawnManaged, stopProcess, waitFor } from './processes.ts';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -44,6 +45,8 @@ export interface LocalClusterOptions {
   readonly api?: Pick<KubeApiOptions, 'historySize' | 'bookmarkIntervalMs'>;
   /** Fixed API port (npm run cluster); default a free one. */
   readonly apiPort?: number;
+  /** Further users the API double authenticates by bearer token (`cluster.api.kubeconfig(username)`). */
+  readonly users?: readonly StaticTokenUser[];
   /** Where the admin kubeconfig is written (`<dir>/kubeconfig`); default a new temporary directory. */
   readonly dir?: string;
 }
@@ -97,6 +100,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     tokens: {
       [adminToken]: { username: 'admin', groups: ['system:masters'], uid: 'admin-uid' },
       [operatorToken]: { username: `system:serviceaccount:${RELEASE_NAMESPACE}:${OPERATOR_SERVICE_ACCOUNT}`, groups: ['system:serviceaccounts', `system:serviceaccounts:${RELEASE_NAMESPACE}`, 'system:authenticated'], uid: 'operator-uid' },
+      ...Object.fromEntries((options.users ?? []).map((user) => [`${user.username.replace(/[^a-z0-9]/gi, '')}-${crypto.randomUUID()}`, user])),
     },
     publicOidc: true,
     // The webhook Service's endpoints: the live operators, taken in turn as kube-proxy would.

@@ -51,9 +51,15 @@ export type ApprovalVerdict =
   | { readonly kind: 'run'; readonly approval: AuditApproval }
   | { readonly kind: 'refuse'; readonly refusal: Refusal };
 
-/** The CLI command a reviewer runs, as the refusal tells the requester. */
-export function approveCommand(id: string): string {
-  return `custos approvals approve ${id} --reason "<why>"`;
+/**
+ * The command a reviewer runs, as the refusal tells the requester: in a cluster (the request names
+ * the pod's namespace, where the operator materialises it) the kubectl plugin, else the local CLI.
+ */
+export function approveCommand(request: Pick<ApprovalRequest, 'id' | 'gateway'>): string {
+  const namespace = request.gateway.namespace;
+  return namespace === undefined || namespace === ''
+    ? `custos approvals approve ${request.id} --reason "<why>"`
+    : `kubectl custos approve ${request.id} -n ${namespace} --reason "<why>"`;
 }
 
 export async function passApprovalGate(service: ApprovalService, input: ApprovalGateInput): Promise<ApprovalVerdict> {
@@ -139,7 +145,7 @@ async function conclude(answer: HoldAnswer, input: ApprovalGateInput): Promise<A
       return refuse(
         { type: 'approval.requested', outcome: 'failure', approval: auditApproval(answer.request, undefined), message: 'pending: statement returned to the caller (return mode)' },
         {
-          message: `approval required by policy rule "${input.rule}": request ${id} is pending, so the statement was not run; a reviewer approves it with: ${approveCommand(id)}`,
+          message: `approval required by policy rule "${input.rule}": request ${id} is pending, so the statement was not run; a reviewer approves it with: ${approveCommand(answer.request)}`,
           detail: 'once approved, run the identical statement again: it runs once',
           hint: `request ${id} expires at ${answer.request.expiresAt}`,
         },
