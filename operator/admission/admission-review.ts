@@ -74,8 +74,12 @@ function describe(v: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
-/** Decodes a parsed AdmissionReview body; every failure names the field and what was expected. */
-export function decodeAdmissionReview(body: unknown, options: DecodeOptions): DecodeResult {
+/** The AdmissionReview envelope every webhook of ours reads first: apiVersion, kind, request, uid. */
+export type EnvelopeResult =
+  | { readonly ok: true; readonly uid: string; readonly request: Readonly<Record<string, unknown>> }
+  | { readonly ok: false; readonly message: string };
+
+export function decodeEnvelope(body: unknown): EnvelopeResult {
   if (!isRecord(body)) return { ok: false, message: `expected an ${ADMISSION_KIND} object, got ${describe(body)}` };
   if (body.apiVersion !== ADMISSION_API_VERSION || body.kind !== ADMISSION_KIND) {
     return { ok: false, message: `expected apiVersion ${ADMISSION_API_VERSION} and kind ${ADMISSION_KIND}, got apiVersion ${describe(body.apiVersion)} and kind ${describe(body.kind)}` };
@@ -86,6 +90,25 @@ export function decodeAdmissionReview(body: unknown, options: DecodeOptions): De
   if (typeof uid !== 'string' || uid === '' || uid.length > MAX_UID_LENGTH || !/^[\x21-\x7e]+$/.test(uid)) {
     return { ok: false, message: `request.uid: expected a non-empty printable string of at most ${MAX_UID_LENGTH} characters, got ${describe(uid)}` };
   }
+  return { ok: true, uid, request };
+}
+
+/** request.userInfo (who the API server authenticated), or the problem with it. */
+export function decodeUserInfo(request: Readonly<Record<string, unknown>>): { readonly username: string; readonly groups: readonly string[]; readonly uid?: string } | string {
+  const userInfo = request.userInfo;
+  if (!isRecord(userInfo) || typeof userInfo.username !== 'string') return 'request.userInfo.username: required string is missing';
+  const groups = userInfo.groups ?? [];
+  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string')) return 'request.userInfo.groups: expected a list of strings';
+  const uid = userInfo.uid;
+  if (uid !== undefined && typeof uid !== 'string') return 'request.userInfo.uid: expected a string';
+  return { username: userInfo.username, groups, ...(uid === undefined || uid === '' ? {} : { uid }) };
+}
+
+/** Decodes a parsed AdmissionReview body; every failure names the field and what was expected. */
+export function decodeAdmissionReview(body: unknown, options: DecodeOptions): DecodeResult {
+  const envelope = decodeEnvelope(body);
+  if (!envelope.ok) return envelope;
+  const { uid, request } = envelope;
   const fail = (message: string): DecodeResult => ({ ok: false, message, uid });
 
   const kind = request.kind;
@@ -115,10 +138,8 @@ export function decodeAdmissionReview(body: unknown, options: DecodeOptions): De
     return fail(`request.object.metadata.namespace ${describe(podNamespace)} differs from request.namespace ${describe(namespace)}`);
   }
 
-  const userInfo = request.userInfo;
-  if (!isRecord(userInfo) || typeof userInfo.username !== 'string') return fail('request.userInfo.username: required string is missing');
-  const groups = userInfo.groups ?? [];
-  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string')) return fail('request.userInfo.groups: expected a list of strings');
+  const userInfo = decodeUserInfo(request);
+  if (typeof userInfo === 'string') return fail(userInfo);
   const dryRun = request.dryRun ?? false;
   if (typeof dryRun !== 'boolean') return fail(`request.dryRun: expected a boolean, got ${describe(dryRun)}`);
 
@@ -130,7 +151,7 @@ export function decodeAdmissionReview(body: unknown, options: DecodeOptions): De
       namespace,
       name,
       pod,
-      userInfo: { username: userInfo.username, groups },
+      userInfo: { username: userInfo.username, groups: userInfo.groups },
       dryRun,
     },
   };

@@ -82,14 +82,14 @@ describe('decodeReviewAdmission', () => {
 
   const malformed: ReadonlyArray<[string, unknown, RegExp, boolean]> = [
     // [name, body, message, whether the uid is known to answer with]
-    ['not an object', [], /^expected an admission\.k8s\.io\/v1 AdmissionReview$/, false],
-    ['null', null, /^expected an admission\.k8s\.io\/v1 AdmissionReview$/, false],
-    ['a v1beta1 AdmissionReview', admission({}, { apiVersion: 'admission.k8s.io/v1beta1' }), /^expected an admission\.k8s\.io\/v1 AdmissionReview$/, false],
-    ['another kind of review', admission({}, { kind: 'TokenReview' }), /^expected an admission\.k8s\.io\/v1 AdmissionReview$/, false],
+    ['not an object', [], /^expected an AdmissionReview object, got \[\]$/, false],
+    ['null', null, /^expected an AdmissionReview object, got null$/, false],
+    ['a v1beta1 AdmissionReview', admission({}, { apiVersion: 'admission.k8s.io/v1beta1' }), /^expected apiVersion admission\.k8s\.io\/v1 and kind AdmissionReview, got apiVersion "admission\.k8s\.io\/v1beta1"/, false],
+    ['another kind of review', admission({}, { kind: 'TokenReview' }), /and kind "TokenReview"$/, false],
     ['no request', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, /^request: required object is missing$/, false],
-    ['a missing uid', admission({ uid: undefined }), /^request\.uid: expected a printable string$/, false],
-    ['an empty uid', admission({ uid: '' }), /^request\.uid: expected a printable string$/, false],
-    ['a uid with a newline', admission({ uid: 'a\nb' }), /^request\.uid: expected a printable string$/, false],
+    ['a missing uid', admission({ uid: undefined }), /^request\.uid: expected a non-empty printable string of at most 128 characters, got /, false],
+    ['an empty uid', admission({ uid: '' }), /^request\.uid: expected a non-empty printable string of at most 128 characters, got /, false],
+    ['a uid with a newline', admission({ uid: 'a\nb' }), /^request\.uid: expected a non-empty printable string of at most 128 characters, got /, false],
     ['a Pod', admission({ kind: { group: '', version: 'v1', kind: 'Pod' } }), /^request\.kind: this webhook admits AccessReview\.custos\.io only$/, true],
     ['an AccessRequest', admission({ kind: { group: 'custos.io', version: 'v1alpha1', kind: 'AccessRequest' } }), /^request\.kind: this webhook admits AccessReview\.custos\.io only/, true],
     ['an AccessReview of another group', admission({ kind: { group: 'evil.io', version: 'v1', kind: 'AccessReview' } }), /^request\.kind: /, true],

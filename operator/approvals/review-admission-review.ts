@@ -2,7 +2,7 @@
 // for `accessreviews` (CREATE, UPDATE, DELETE) and what it expects back. The decision itself is
 // `admitReview` (review-admission.ts). The pod injector has its own codec
 // (operator/admission/admission-review.ts): different kind, operations and object.
-import { ADMISSION_API_VERSION, ADMISSION_KIND, type AdmissionReviewResponse } from '../admission/admission-review.ts';
+import { ADMISSION_API_VERSION, ADMISSION_KIND, decodeEnvelope, decodeUserInfo, type AdmissionReviewResponse } from '../admission/admission-review.ts';
 import type { AdmissionOperation, AdmissionUserInfo, ReviewAdmission } from './review-admission.ts';
 import { ACCESS_REVIEW_API } from './access-request-manifest.ts';
 
@@ -26,13 +26,9 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 export function decodeReviewAdmission(body: unknown): ReviewDecodeResult {
-  if (!isRecord(body) || body.apiVersion !== ADMISSION_API_VERSION || body.kind !== ADMISSION_KIND) {
-    return { ok: false, message: `expected an ${ADMISSION_API_VERSION} ${ADMISSION_KIND}` };
-  }
-  const request = body.request;
-  if (!isRecord(request)) return { ok: false, message: 'request: required object is missing' };
-  const uid = request.uid;
-  if (typeof uid !== 'string' || uid === '' || uid.length > 128 || !/^[\x21-\x7e]+$/.test(uid)) return { ok: false, message: 'request.uid: expected a printable string' };
+  const envelope = decodeEnvelope(body);
+  if (!envelope.ok) return envelope;
+  const { uid, request } = envelope;
   const fail = (message: string): ReviewDecodeResult => ({ ok: false, message, uid });
   const kind = request.kind;
   if (!isRecord(kind) || kind.group !== ACCESS_REVIEW_API.group || kind.kind !== ACCESS_REVIEW_API.kind) {
@@ -45,12 +41,8 @@ export function decodeReviewAdmission(body: unknown): ReviewDecodeResult {
   if (typeof operation !== 'string' || !OPERATIONS.includes(operation)) return fail(`request.operation: expected one of ${OPERATIONS.join(', ')}`);
   const namespace = request.namespace;
   if (typeof namespace !== 'string' || namespace === '') return fail('request.namespace: AccessReviews are namespaced, but the request names no namespace');
-  const userInfo = request.userInfo;
-  if (!isRecord(userInfo) || typeof userInfo.username !== 'string') return fail('request.userInfo.username: required string is missing');
-  const groups = userInfo.groups ?? [];
-  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string')) return fail('request.userInfo.groups: expected a list of strings');
-  const userUid = userInfo.uid;
-  if (userUid !== undefined && typeof userUid !== 'string') return fail('request.userInfo.uid: expected a string');
+  const userInfo = decodeUserInfo(request);
+  if (typeof userInfo === 'string') return fail(userInfo);
   return {
     ok: true,
     request: {
@@ -58,7 +50,7 @@ export function decodeReviewAdmission(body: unknown): ReviewDecodeResult {
       operation: operation as AdmissionOperation,
       namespace,
       review: operation === 'DELETE' ? request.oldObject : request.object,
-      userInfo: { username: userInfo.username, groups, ...(userUid === undefined || userUid === '' ? {} : { uid: userUid }) },
+      userInfo,
     },
   };
 }
