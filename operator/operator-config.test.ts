@@ -28,12 +28,21 @@ describe('readOperatorConfig', () => {
     assert.equal(config.redisUrl, 'redis://redis:6379/0');
   });
 
+  it('takes the cluster\'s token issuer into the injection settings, for the sidecar\'s workload identity', () => {
+    assert.equal(readOperatorConfig(BASE, HOST).injection.workloadIdentity, undefined);
+    const config = readOperatorConfig({ ...BASE, CUSTOS_WORKLOAD_ISSUER: 'https://kubernetes.default.svc.cluster.local', CUSTOS_WORKLOAD_JWKS_URI: 'https://10.0.0.1:443/openid/v1/jwks' }, HOST);
+    assert.deepEqual(config.injection.workloadIdentity, { issuer: 'https://kubernetes.default.svc.cluster.local', jwksUri: 'https://10.0.0.1:443/openid/v1/jwks' });
+  });
+
   it('splits extra certificate names', () => {
     assert.deepEqual(readOperatorConfig({ ...BASE, CUSTOS_WEBHOOK_EXTRA_NAMES: '127.0.0.1, localhost,' }, HOST).webhook.extraNames, ['127.0.0.1', 'localhost']);
   });
 
   for (const [env, message] of [
     [{}, /CUSTOS_NAMESPACE: required but not set/],
+    [{ ...BASE, CUSTOS_WORKLOAD_ISSUER: 'https://issuer' }, /CUSTOS_WORKLOAD_JWKS_URI: required when CUSTOS_WORKLOAD_ISSUER is set/],
+    [{ ...BASE, CUSTOS_WORKLOAD_JWKS_URI: 'https://issuer/jwks' }, /CUSTOS_WORKLOAD_ISSUER: required when CUSTOS_WORKLOAD_JWKS_URI is set/],
+    [{ ...BASE, CUSTOS_WORKLOAD_ISSUER: 'https://issuer', CUSTOS_WORKLOAD_JWKS_URI: 'http://issuer/jwks' }, /CUSTOS_WORKLOAD_JWKS_URI: "http:\/\/issuer\/jwks" is not an https URL/],
     [{ CUSTOS_NAMESPACE: 'Custos_System' }, /CUSTOS_NAMESPACE: "Custos_System" is not a valid Kubernetes name/],
     [{ ...BASE, CUSTOS_WEBHOOK_PORT: '70000' }, /CUSTOS_WEBHOOK_PORT: "70000" is not a TCP port/],
     [{ ...BASE, CUSTOS_METRICS_PORT: '90x' }, /CUSTOS_METRICS_PORT: "90x" is not a TCP port/],

@@ -82,6 +82,22 @@ function certMode(env: Env): CertMode {
   return value;
 }
 
+/**
+ * The cluster's service-account token issuer (`iss` and JWKS URL of `kubectl get --raw
+ * /.well-known/openid-configuration`), rendered into every sidecar config so the sidecar can verify
+ * its projected token. Without it sidecars have no workload identity and refuse workload-authenticated
+ * connections, so both variables or neither.
+ */
+function workloadIdentity(env: Env): { workloadIdentity?: { issuer: string; jwksUri: string } } {
+  const issuer = env.CUSTOS_WORKLOAD_ISSUER ?? '';
+  const jwksUri = env.CUSTOS_WORKLOAD_JWKS_URI ?? '';
+  if (issuer === '' && jwksUri === '') return {};
+  if (issuer === '') fail('CUSTOS_WORKLOAD_ISSUER', 'required when CUSTOS_WORKLOAD_JWKS_URI is set');
+  if (jwksUri === '') fail('CUSTOS_WORKLOAD_JWKS_URI', 'required when CUSTOS_WORKLOAD_ISSUER is set');
+  if (!URL.canParse(jwksUri) || new URL(jwksUri).protocol !== 'https:') fail('CUSTOS_WORKLOAD_JWKS_URI', `${JSON.stringify(jwksUri)} is not an https URL`);
+  return { workloadIdentity: { issuer, jwksUri } };
+}
+
 /** Parses the operator's environment; throws ERR_OPERATOR_CONFIG_INVALID naming the variable. */
 export function readOperatorConfig(env: Env, defaults: { hostname: string }): OperatorConfig {
   const mode = certMode(env);
@@ -106,6 +122,7 @@ export function readOperatorConfig(env: Env, defaults: { hostname: string }): Op
       init: text(env, 'CUSTOS_INIT_IMAGE', DEFAULT_INJECTION_SETTINGS.images.init),
     },
     ...(redisUrl === undefined ? {} : { redisUrl }),
+    ...workloadIdentity(env),
   };
   const lease = {
     durationSeconds: seconds(env, 'CUSTOS_LEASE_DURATION_SECONDS', 15),

@@ -42,7 +42,7 @@ export interface LocalClusterOptions {
   /** Extra environment for every operator (e.g. short lease durations in tests). */
   readonly operatorEnv?: Readonly<Record<string, string>>;
   /** Passed to the API double (e.g. a small watch history). */
-  readonly api?: Pick<KubeApiOptions, 'historySize' | 'bookmarkIntervalMs'>;
+  readonly api?: Pick<KubeApiOptions, 'historySize' | 'bookmarkIntervalMs' | 'gracefulPodDeletion'>;
   /** Fixed API port (npm run cluster); default a free one. */
   readonly apiPort?: number;
   /** Further users the API double authenticates by bearer token (`cluster.api.kubeconfig(username)`). */
