@@ -22,7 +22,7 @@ import { parseDocument } from 'yaml';
 import type { AuditEvent } from '../audit/event.ts';
 import { applyInterceptionRules } from '../operator/interception/apply-rules.ts';
 import type { InterceptionInput } from '../operator/interception/iptables-rules.ts';
-import { createLocalIssuer } from '../sidecar/identity/local-issuer.ts';
+import { createLocalIssuer, type LocalIssuer } from '../sidecar/identity/local-issuer.ts';
 import { waitForEvents } from './harness/audit-events.ts';
 import { CUSTOS_CLI, ISSUER, NODE, REPO_ROOT } from './harness/custos-stack.ts';
 import { metricSample } from './harness/metrics.ts';
@@ -71,8 +71,8 @@ for (const spec of specs) {
 // {rows} or {error: {code, severity, message, detail, hint}}.
 const APP_CLIENT = `
 const pg = require(process.argv[1]);
-const [host, port, sql] = process.argv.slice(2);
-const client = new pg.Client({ host, port: Number(port), user: 'app', database: 'app', password: 'none', connectionTimeoutMillis: 8000 });
+const [host, port, sql, password] = process.argv.slice(2);
+const client = new pg.Client({ host, port: Number(port), user: 'app', database: 'app', password: password || 'none', connectionTimeoutMillis: 8000 });
 client.on('error', () => {});
 client.connect()
   .then(() => client.query(sql))
@@ -97,9 +97,10 @@ let policyFile: string;
 let spoolDir: string;
 const children: ChildProcess[] = [];
 let sidecarLogs = '';
+let issuer: LocalIssuer;
 
-async function app(host: string, port: number, sql = 'SELECT current_database() AS db, 1 + 1 AS two'): Promise<AppAnswer> {
-  const out = await net.sh(net.inPod([...asIds(APP, APP), NETNS_NODE, '-e', APP_CLIENT, join(REPO_ROOT, 'node_modules', 'pg'), host, String(port), sql]));
+async function app(host: string, port: number, sql = 'SELECT current_database() AS db, 1 + 1 AS two', password = ''): Promise<AppAnswer> {
+  const out = await net.sh(net.inPod([...asIds(APP, APP), NETNS_NODE, '-e', APP_CLIENT, join(REPO_ROOT, 'node_modules', 'pg'), host, String(port), sql, password]));
   try {
     return JSON.parse(out.trim()) as AppAnswer;
   } catch {
@@ -141,7 +142,7 @@ before(async () => {
   await waitForOutput(relay, 'ready', 'the PostgreSQL relay in the db namespace');
 
   dir = await mkdtemp(join(tmpdir(), 'custos-placement-'));
-  const issuer = await createLocalIssuer({ issuer: ISSUER, alg: 'ES256' });
+  issuer = await createLocalIssuer({ issuer: ISSUER, alg: 'ES256' });
   const target = (name: string, host: string) => ({ name, protocol: 'postgres', host, port: 5432, database: 'app', clientAuthentication: 'workload', credentials: { secretName: 'billing-db' } });
   const tokenFile = join(dir, 'workload-token');
   const files = await writeSidecarFiles({
@@ -231,6 +232,21 @@ describe('the sidecar places intercepted connections by original destination', (
     assert.equal(metricSample(body, 'custos_destination_refusals_total', { target: 'billing', reason: 'other-target' }), 1);
     assert.equal(metricSample(body, 'custos_destination_refusals_total', { target: 'billing', reason: 'unknown-destination' }), 1);
     assert.doesNotMatch(sidecarLogs, /EXPLICIT MODE ONLY/);
+  });
+
+  it('takes a caller token over a redirected connection without TLS: the client is a process of this pod', async () => {
+    // billing asks for an OIDC token as the password; cleartext is refused over the network, but a
+    // redirect through the pod's own OUTPUT chain comes from the pod even with the pod IP as source.
+    await editPolicy((doc) => { doc.setIn(['spec', 'targets', 0, 'clientAuthentication'], 'caller-token'); });
+    const token = await issuer.mint({ repository: 'acme/billing', ref: 'refs/heads/main', workflow: 'deploy-tests' }, { audience: 'custos', subject: 'repo:acme/billing:ref:refs/heads/main', expiresInSeconds: 600 });
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // the sidecar re-reads the file every 200 ms
+    const answer = await app('10.231.0.2', 5432, 'SELECT 1 AS one', token);
+    assert.deepEqual(answer, { rows: [{ one: 1 }] }, sidecarLogs.slice(-3000));
+    const events = await waitForEvents(spoolDir, (all) => all.some((e) => e.event_type === 'session.start' && e.outcome === 'success' && e.actor?.id?.includes('repo:acme/billing') === true));
+    const started = events.filter((e) => e.event_type === 'session.start' && e.outcome === 'success').at(-1);
+    assert.equal(started?.target?.name, 'billing');
+    assert.equal(started.actor?.id, `${ISSUER} repo:acme/billing:ref:refs/heads/main`, 'the caller token, not the workload, is the actor');
+    await editPolicy((doc) => { doc.setIn(['spec', 'targets', 0, 'clientAuthentication'], 'workload'); });
   });
 
   it('follows a target\'s changed address: after a policy change the new address is served and the old one refused', async () => {

@@ -41,7 +41,9 @@ export async function startPostgresListener(options: PostgresListenerOptions): P
       refuseConnection(socket, options.target, placement, options.environment);
       return;
     }
-    const session = new PostgresSession(socket, options.environment);
+    // Only the pod's own OUTPUT chain redirects to this loopback listener (PREROUTING cannot reach
+    // 127.0.0.1 without route_localnet), so a placed redirect is a local client.
+    const session = new PostgresSession(socket, options.environment, { redirectedInPod: placement.via === 'original-destination' });
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
   });

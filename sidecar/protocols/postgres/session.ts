@@ -174,7 +174,12 @@ export class PostgresSession {
   /** Aborts the approval wait of a held statement ('cancel' or 'disconnect'). */
   #hold: AbortController | undefined;
 
-  constructor(client: Socket, env: SessionEnvironment) {
+  /**
+   * `redirectedInPod`: the connection reached this loopback listener through the pod's own nat
+   * OUTPUT REDIRECT (its original destination was read and placed), so the client is a process of
+   * this pod even though its source address is the pod IP rather than loopback.
+   */
+  constructor(client: Socket, env: SessionEnvironment, options: { readonly redirectedInPod?: boolean } = {}) {
     this.#env = env;
     this.#client = client;
     this.#id = `${env.now().toString(36)}-${(++sessionCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -185,7 +190,8 @@ export class PostgresSession {
     };
     // Pod-local callers (loopback, or the pod's own address after transparent redirection) may
     // send the caller token in cleartext; anything else must use TLS.
-    this.#isLocalPeer = isLoopback(client.remoteAddress) || (client.remoteAddress !== undefined && client.remoteAddress === client.localAddress);
+    this.#isLocalPeer = options.redirectedInPod === true || isLoopback(client.remoteAddress)
+      || (client.remoteAddress !== undefined && client.remoteAddress === client.localAddress);
     this.#log = env.logger.child({ session: this.#id, client: client.remoteAddress });
     client.setNoDelay(true);
     this.#attachClient(client);
