@@ -134,15 +134,14 @@ describe('an injected pod that really runs: the whole path, applied with kubectl
     ].join('; '));
     redis = await startRedis();
     cleanups.push(() => redis.destroy());
-    // The API double's issuer is its URL, so its port is chosen first: the operator is told the
+    // The API double's issuer is its URL, so its port is chosen first: the chart is told the
     // cluster's token issuer and JWKS as a cluster admin would (values of its openid-configuration).
     const apiPort = await freePort();
     const issuer = `https://127.0.0.1:${apiPort}`;
     cluster = await startLocalCluster({
       apiPort,
       api: { gracefulPodDeletion: true },
-      chartValues: [`redis.url=${redis.url}`],
-      operatorEnv: { CUSTOS_WORKLOAD_ISSUER: issuer, CUSTOS_WORKLOAD_JWKS_URI: `${issuer}/openid/v1/jwks` },
+      chartValues: [`redis.url=${redis.url}`, `workloadIdentity.issuer=${issuer}`, `workloadIdentity.jwksUri=${issuer}/openid/v1/jwks`],
     });
     cleanups.push(() => cluster.stop());
     assert.equal(cluster.api.issuer, issuer);
