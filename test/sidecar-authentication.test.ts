@@ -161,6 +161,11 @@ describe('sidecar authentication', () => {
         assert.equal(failure.result?.sqlstate, c.sqlstate);
         assert.equal(failure.actor?.id, undefined, 'a refused caller has no verified identity');
         assert.ok(!mine.some((e) => e.event_type === 'session.start' && e.outcome === 'success'), 'no session was started');
+        // The refused session's chain is closed (the audit log forgets its head), not left open.
+        const ended = byReason(await waitForEvents(stack.spoolDir, (all) => byReason(all, name).some((e) => e.event_type === 'session.end')), name)
+          .find((e) => e.event_type === 'session.end');
+        assert.equal(ended?.outcome, 'failure');
+        assert.equal(ended.session_id, failure.session_id);
       });
     }
   });

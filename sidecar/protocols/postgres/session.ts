@@ -139,6 +139,8 @@ export class PostgresSession {
   #step: Step = 'startup';
   #framer = new FrontendFramer({ maxMessageLength: MAX_PREAUTH_MESSAGE });
   #tls = false;
+  /** Whether any audit event of this session was recorded (then its chain must be ended). */
+  #audited = false;
   #startupParameters = new Map<string, string>();
   #forwardParameters: Record<string, string> = {};
   #identity: RequestIdentity = {};
@@ -1286,6 +1288,7 @@ export class PostgresSession {
   async #appendBestEffort(fields: Omit<AuditEventDraft, 'time' | 'session_id' | 'actor' | 'target' | 'src'>): Promise<void> {
     try {
       await this.#env.audit.append(this.#draft(fields));
+      this.#audited = true;
       this.#env.metrics.auditAppends.inc({ type: fields.event_type });
     } catch (e: unknown) {
       this.#log.error({ err: isCustosError(e) ? e.code : String(e), event: fields.event_type }, 'audit append failed');
@@ -1347,10 +1350,12 @@ export class PostgresSession {
     }
     if (!this.#client.destroyed) this.#client.end();
     if (wasProxying && this.#target) this.#env.metrics.connections.dec({ target: this.#target.name });
-    if (this.#sessionStarted) {
+    // Every session with events ends its chain, refused ones too: the audit log keeps a chain head
+    // per open session, so a stream of failed logins must not leave one behind each.
+    if (this.#sessionStarted || this.#audited) {
       void this.#appendBestEffort({
         event_type: 'session.end',
-        outcome: 'success',
+        outcome: this.#sessionStarted ? 'success' : 'failure',
         message: reason,
         result: { duration_ms: this.#endedAt - this.#startedAt, rows: this.#statementsRun },
       });
