@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { chmod, copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { decodeJwt } from 'jose';
 import type { AuditEvent } from '../audit/event.ts';
 import { redisStreamEntries, streamEvents } from './harness/audit-events.ts';
 import { freePort } from './harness/free-port.ts';
@@ -214,6 +215,27 @@ describe('an injected pod that really runs: the whole path, applied with kubectl
       const k8s = e.actor?.k8s;
       assert.deepEqual([k8s?.namespace, k8s?.serviceaccount, k8s?.pod, k8s?.pod_uid], [NS, 'billing-app', POD, uid], JSON.stringify(e));
     }
+  });
+
+  it('follows the kubelet\'s rotation of the projected token: the next session runs under the new token', async () => {
+    const token = async (): Promise<string> => {
+      const r = await runner.exec(NS, POD, 'custos-sidecar', ['cat', '/var/run/secrets/custos/token']);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    const before = decodeJwt(await token());
+    assert.equal(before.sub, 'system:serviceaccount:payments:billing-app');
+    assert.deepEqual(before.aud, ['custos']);
+    await runner.rotateTokens(NS, POD);
+    let after = before;
+    await waitFor('the rotated token in the sidecar', async () => { after = decodeJwt(await token()); return after.jti !== before.jti; }, 10_000, 200);
+    const select = await psqlInApp('SELECT count(*) FROM invoices');
+    assert.equal(select.stdout, '2\n', select.stderr);
+    const lastSession = async (): Promise<AuditEvent | undefined> => (await auditEvents()).filter((e) => e.event_type === 'session.start' && e.outcome === 'success').at(-1);
+    await waitFor('the session in the audit stream', async () => (await lastSession())?.actor?.auth?.jti === after.jti, 10_000, 200)
+      .catch(async (e: unknown) => { throw new Error(`${String(e)}; last session: ${JSON.stringify(await lastSession())}`); });
+    const auth = (await lastSession())?.actor?.auth;
+    assert.deepEqual([auth?.method, auth?.issuer, auth?.jti], ['k8s-sa', cluster.api.issuer, after.jti]);
   });
 
   it('cannot be bypassed: the app connecting to the database address with the real owner credentials still lands on the sidecar', async () => {
