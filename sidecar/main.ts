@@ -175,9 +175,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       draining: () => draining,
       ...(approvals !== undefined ? { approvals } : {}),
     };
-    const listener = await startPostgresListener({ target: target.name, host: config.listen.host, port, environment, place: (socket) => placement.place(target.name, socket) });
+    const listener = await startPostgresListener({
+      target: target.name, host: config.listen.host, port, environment, place: (socket) => placement.place(target.name, socket),
+      // custos-init REDIRECTs IPv6 connections to ::1: listen there too when the pod has IPv6.
+      alsoHosts: config.listen.host === '127.0.0.1' ? ['::1'] : [],
+      onSkippedHost: (host, e) => { logger.info({ target: target.name, host, err: e.message }, 'not listening on this address (IPv6 connections cannot be intercepted)'); },
+    });
     listeners.set(target.name, listener);
-    logger.info({ target: target.name, host: config.listen.host, port: listener.port }, 'listening');
+    logger.info({ target: target.name, hosts: listener.hosts, port: listener.port }, 'listening');
   }
 
   const checks: ReadinessCheck[] = [

@@ -58,6 +58,16 @@ describe('sidecar operations', () => {
     assert.equal(sample(text, 'custos_audit_spool_full'), 0);
   });
 
+  it('listens on ::1 next to 127.0.0.1, where custos-init redirects IPv6 connections', async () => {
+    const client = new pg.Client({ ...stack.clientConfig(await stack.token()), host: '::1' });
+    await client.connect();
+    try {
+      assert.equal((await client.query('SELECT count(*) FROM invoices')).rowCount, 1);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('reports healthy and ready', async () => {
     assert.equal((await fetch(`http://127.0.0.1:${stack.httpPort}/healthz`)).status, 200);
     const ready = await fetch(`http://127.0.0.1:${stack.httpPort}/readyz`);

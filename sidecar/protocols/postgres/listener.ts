@@ -11,6 +11,8 @@ import { PostgresSession, type SessionEnvironment } from './session.ts';
 export interface PostgresListener {
   readonly target: string;
   readonly port: number;
+  /** The addresses actually listened on (`host`, then each of `alsoHosts` that could be bound). */
+  readonly hosts: readonly string[];
   readonly sessions: ReadonlySet<PostgresSession>;
   /** Stops accepting; existing sessions continue. */
   stopAccepting(): Promise<void>;
@@ -21,6 +23,13 @@ export interface PostgresListener {
 export interface PostgresListenerOptions {
   readonly target: string;
   readonly host: string;
+  /**
+   * Further addresses on the same port, bound when the machine has them: `::1` next to
+   * `127.0.0.1`, because custos-init REDIRECTs IPv6 connections to the IPv6 loopback. One that
+   * cannot be bound (no IPv6 in the pod) is skipped and reported, never fatal.
+   */
+  readonly alsoHosts?: readonly string[];
+  readonly onSkippedHost?: (host: string, error: Error) => void;
   readonly port: number;
   readonly environment: SessionEnvironment;
   /**
@@ -33,9 +42,7 @@ export interface PostgresListenerOptions {
 
 export async function startPostgresListener(options: PostgresListenerOptions): Promise<PostgresListener> {
   const sessions = new Set<PostgresSession>();
-  // allowHalfOpen: a client may send its last messages and half-close; like PostgreSQL, the session
-  // still answers them before closing.
-  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+  const accept = (socket: Socket): void => {
     const placement = options.place(socket);
     if (placement.kind === 'refuse') {
       refuseConnection(socket, options.target, placement, options.environment);
@@ -46,21 +53,38 @@ export async function startPostgresListener(options: PostgresListenerOptions): P
     const session = new PostgresSession(socket, options.environment, { redirectedInPod: placement.via === 'original-destination' });
     sessions.add(session);
     socket.once('close', () => sessions.delete(session));
-  });
-  await new Promise<void>((resolve, reject) => {
+  };
+  const listen = (host: string, port: number): Promise<Server> => new Promise<Server>((resolve, reject) => {
+    // allowHalfOpen: a client may send its last messages and half-close; like PostgreSQL, the
+    // session still answers them before closing.
+    const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, accept);
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
-      resolve();
+      resolve(server);
     });
   });
-  const address = server.address();
+  const first = await listen(options.host, options.port);
+  const address = first.address();
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const servers = [first];
+  const hosts = [options.host];
+  for (const host of options.alsoHosts ?? []) {
+    try {
+      servers.push(await listen(host, port));
+      hosts.push(host);
+    } catch (e: unknown) {
+      options.onSkippedHost?.(host, e instanceof Error ? e : new Error(String(e)));
+    }
+  }
   return {
     target: options.target,
     port,
+    hosts,
     sessions,
-    stopAccepting: () => new Promise<void>((resolve) => { server.close(() => { resolve(); }); }),
+    stopAccepting: async () => {
+      await Promise.all(servers.map((server) => new Promise<void>((resolve) => { server.close(() => { resolve(); }); })));
+    },
     terminateSessions() {
       for (const s of sessions) s.shutdown();
     },
