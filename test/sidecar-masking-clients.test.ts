@@ -160,7 +160,7 @@ describe('sidecar masking: clients', () => {
         });
         assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}\nsidecar:\n${sidecarProblems()}`);
         assert.match(result.stdout, /number of failed transactions: 0 /);
-        assert.match(result.stdout, /number of transactions actually processed: 4000\/4000/);
+        assert.match(result.stdout, /number of transactions actually processed: 1000\/1000/);
       });
     }
 
