@@ -11,6 +11,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { startOpsServer, type OpsServer } from '../sidecar/http-server.ts';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { ApprovalsController } from './approvals/approvals-controller.ts';
+import type { RelaySigner } from './approvals/relay-record.ts';
 import { loadReviewSigningKey } from './approvals/review-signing-key.ts';
 import { ADMIT_REVIEWS_PATH, apiAccessRequestReader, reviewAdmissionRoute } from './approvals/review-webhook.ts';
 import { createApiAdmissionContext } from './admission/api-admission-context.ts';
@@ -79,11 +80,13 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
     // the leader materialises, relays and decides.
     let settings = config.injection;
     let approvals: ApprovalsController | undefined;
+    let relaySigner: RelaySigner | undefined;
     if (config.redisUrl !== undefined) {
       const key = await loadReviewSigningKey({ core: kubeConfig.makeApiClient(CoreV1Api), namespace: config.namespace, secretName: config.approvals.signingKeySecretName, logger });
       const issuer = `https://${config.webhook.serviceName}.${config.namespace}.svc/reviews`;
       settings = { ...config.injection, reviewRelay: { issuer, jwks: key.jwks } };
-      const controller = new ApprovalsController({ kubeConfig, redisUrl: config.redisUrl, signer: { issuer, kid: key.kid, privateKey: key.privateKey }, logger, registry });
+      relaySigner = { issuer, kid: key.kid, privateKey: key.privateKey, publicKey: key.publicKey };
+      const controller = new ApprovalsController({ kubeConfig, redisUrl: config.redisUrl, signer: relaySigner, logger, registry });
       cleanups.push(() => controller.stop());
       approvals = controller;
     }
@@ -159,7 +162,7 @@ export async function startOperator(config: OperatorConfig, logger: Logger): Pro
       certificates: certificates.source,
       context,
       settings,
-      routes: { [ADMIT_REVIEWS_PATH]: reviewAdmissionRoute({ readAccessRequest: apiAccessRequestReader(kubeConfig), logger }) },
+      routes: { [ADMIT_REVIEWS_PATH]: reviewAdmissionRoute({ readAccessRequest: apiAccessRequestReader(kubeConfig), logger, ...(relaySigner === undefined ? {} : { stampSigner: relaySigner }) }) },
       registry,
       logger,
     });

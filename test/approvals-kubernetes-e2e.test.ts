@@ -390,4 +390,54 @@ describe('approvals on Kubernetes, end to end (issue 5 acceptance)', { timeout: 
       await client.end();
     }
   });
+
+  it('a Redis writer cannot flip a relayed deny into an approval, and a review that bypassed the webhook is never relayed', async () => {
+    await createBillingSchema(s());
+    const name = uniqueName('k8s-tamper');
+    const client = await connectAs(name);
+    try {
+      const sql = 'UPDATE invoices SET amount = 1';
+      const first = await client.query(sql).then(() => assert.fail('ran without approval'), (e: unknown) => e as Error & { code?: string });
+      const id = /request (ar-[a-z2-7]{12})/.exec(first.message)?.[1] ?? assert.fail(first.message);
+      await eventually('Pending', async () => (await phaseOf(id)) === 'Pending');
+
+      // The webhook's entry is removed (an admin's mistake, an upgrade window) and mallory files a
+      // review posing as alice: stored, but without the webhook's stamp, so never relayed.
+      const configuration = await k(['get', 'mutatingwebhookconfiguration', 'custos-sidecar-injector', '-o', 'json']);
+      const hooks = (JSON.parse(configuration) as { webhooks: Array<{ name: string }> }).webhooks;
+      const index = hooks.findIndex((h) => h.name === 'admit.accessreviews.custos.io');
+      await k(['patch', 'mutatingwebhookconfiguration', 'custos-sidecar-injector', '--type=json', '-p', JSON.stringify([{ op: 'remove', path: `/webhooks/${index}` }])]);
+      try {
+        const request = await accessRequest(id) ?? assert.fail('no AccessRequest');
+        const forged = await kubectlAs('mallory', ['create', '-f', '-'], JSON.stringify({
+          apiVersion: 'custos.io/v1alpha1', kind: 'AccessReview', metadata: { generateName: `${id}-`, namespace: NS },
+          spec: { requestName: id, decision: 'approve', reason: 'as alice', commandDigest: request.spec.commandDigest, reviewer: { username: USERS.alice.username, groups: ['dba'], uid: USERS.alice.uid } },
+        }));
+        assert.equal(forged.code, 0, `without the webhook the API server stores it: ${forged.stderr}`);
+      } finally {
+        await k(['patch', 'mutatingwebhookconfiguration', 'custos-sidecar-injector', '--type=json', '-p', JSON.stringify([{ op: 'add', path: `/webhooks/${index}`, value: hooks[index] }])]);
+      }
+      await eventually('the operator to refuse relaying it', () => Promise.resolve(c().operators.some((o) => o.logs().includes('it did not pass the review webhook as stored'))));
+      const writer = new Redis((redis ?? assert.fail('no Redis')).url);
+      try {
+        assert.equal(await writer.llen(reviewsKey(id)), 0, 'nothing relayed');
+        await assert.rejects(client.query(sql), { code: '57014' }, 'still pending');
+
+        // Bob denies; someone with Redis write access flips the relayed record to an approval.
+        assert.equal((await plugin('bob', ['deny', id, '--reason', 'not this week'])).code, 0);
+        await eventually('the deny relayed', async () => (await writer.llen(reviewsKey(id))) === 1);
+        const [record] = await writer.lrange(reviewsKey(id), 0, 0);
+        const flipped = JSON.stringify({ ...(JSON.parse(record ?? '{}') as object), decision: 'approve', reason: 'fine by me' });
+        await writer.lset(reviewsKey(id), 0, flipped);
+      } finally {
+        writer.disconnect();
+      }
+      const again = await client.query(sql).then(() => undefined, (e: unknown) => e as Error & { code?: string });
+      assert.equal(again?.code, '57014', 'the flipped record does not count: the statement is not run');
+      assert.equal((await s().postgres.psql('SELECT count(*) FROM invoices WHERE amount = 1')).trim(), '0', 'never executed');
+      assert.match(s().logs(), /issued for another decision/);
+    } finally {
+      await client.end();
+    }
+  });
 });

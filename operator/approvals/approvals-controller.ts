@@ -17,7 +17,8 @@ import { claimKey, PENDING_INBOX_KEY, relayedKey, requestKey, reviewChannel, rev
 import { finalPhase, parseRequest, parseReviewRecord } from '../../sidecar/approvals/approval-records.ts';
 import { ResilientInformer } from '../kube/informer.ts';
 import { ACCESS_REQUEST_API, ACCESS_REVIEW_API, accessRequestManifest } from './access-request-manifest.ts';
-import { decideRequest, sameRequestStatus } from './request-decision.ts';
+import { stampProblem } from './admission-stamp.ts';
+import { decideRequest, sameRequestStatus, type RequestClaim } from './request-decision.ts';
 import { relayRecord, type RelaySigner } from './relay-record.ts';
 
 // Appends a relayed review once per AccessReview UID, only while the request exists, with the
@@ -66,6 +67,7 @@ export class ApprovalsController {
   readonly #materialised = new Set<string>();
   /** AccessReview UIDs relayed (or found unrelayable) by this process. */
   readonly #relayed = new Set<string>();
+  readonly #warned = new Set<string>();
   #wake: (() => void) | undefined;
   #dirty = false;
 
@@ -120,11 +122,7 @@ export class ApprovalsController {
   async lead(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       this.#dirty = false;
-      try {
-        await this.sync();
-      } catch (e: unknown) {
-        this.#log.warn({ err: e instanceof Error ? e.message : String(e) }, 'approvals pass failed; retrying');
-      }
+      await this.sync(); // a failing step logs itself; the next pass retries it
       if (this.#pokedDuringPass()) continue;
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -145,11 +143,16 @@ export class ApprovalsController {
     this.#redis.disconnect();
   }
 
-  /** One pass: materialise, relay, decide. */
+  /** One pass: materialise, relay, decide; a failing step never keeps the others from running. */
   async sync(): Promise<void> {
-    await this.#materialise();
-    await this.#relay();
-    await this.#decide();
+    const steps: Array<[string, () => Promise<void>]> = [['materialise', () => this.#materialise()], ['relay', () => this.#relay()], ['decide', () => this.#decide()]];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (e: unknown) {
+        this.#log.warn({ step: name, err: e instanceof Error ? e.message : String(e) }, 'approvals step failed; retrying');
+      }
+    }
   }
 
   #pokedDuringPass(): boolean {
@@ -159,6 +162,14 @@ export class ApprovalsController {
   #poke(): void {
     this.#dirty = true;
     this.#wake?.();
+  }
+
+  /** Logs `message` once per `key` (a stuck object must not flood the log every second). */
+  #warnOnce(key: string, fields: object, message: string): void {
+    if (this.#warned.has(key)) return;
+    if (this.#warned.size >= 10_000) this.#warned.clear();
+    this.#warned.add(key);
+    this.#log.warn(fields, message);
   }
 
   async #materialise(): Promise<void> {
@@ -188,10 +199,16 @@ export class ApprovalsController {
           this.#log.info({ approvalRequest: id, namespace }, 'AccessRequest created');
         } catch (e: unknown) {
           const code = codeOf(e);
-          if (code === undefined || code >= 500 || code === 429) throw e; // transient: the next pass retries
+          const err = e instanceof Error ? e.message.slice(0, 500) : String(e);
+          if (code === undefined || code >= 500 || code === 429) {
+            // Transient (another webhook down, API server busy): this request is retried next
+            // pass, and the others go on.
+            this.#warnOnce(`create:${id}`, { approvalRequest: id, namespace, status: code, err }, 'AccessRequest not created yet; retrying');
+            continue;
+          }
           // 409: already materialised. Any other refusal (422, 403, 404 namespace) is about this
-          // request only: log it once and go on, so one bad request never blocks the inbox.
-          if (code !== 409) this.#log.warn({ approvalRequest: id, namespace, status: code, err: e instanceof Error ? e.message.slice(0, 500) : String(e) }, 'AccessRequest not created');
+          // request only: logged once, never retried.
+          if (code !== 409) this.#log.warn({ approvalRequest: id, namespace, status: code, err }, 'AccessRequest not created');
         }
       }
       this.#materialised.add(id);
@@ -199,20 +216,37 @@ export class ApprovalsController {
   }
 
   async #relay(): Promise<void> {
+    const now = this.#clock();
     for (const review of this.#accessReviews()) {
       const uid = review.metadata.uid;
       if (uid === undefined || this.#relayed.has(uid) || review.status?.counted !== undefined) continue;
       const id = review.spec.requestName;
+      const namespace = review.metadata.namespace ?? '';
+      // Only into the request of this namespace: a review elsewhere naming its id is not for it.
+      const request = this.#requests.get(namespace, id) as AccessRequest | undefined;
+      if (request === undefined) continue;
+      const problem = await stampProblem(review, this.#signer);
+      if (problem !== undefined) {
+        this.#relays.inc({ result: 'unstamped' });
+        this.#log.warn({ review: review.metadata.name, namespace, approvalRequest: id, problem }, 'review not relayed: it did not pass the review webhook as stored');
+        this.#relayed.add(uid);
+        continue;
+      }
       let result: unknown;
       try {
         const record = await relayRecord(review, this.#signer);
         result = await this.#redis.eval(RELAY_SCRIPT, 3, relayedKey(id), reviewsKey(id), requestKey(id), uid, record, reviewChannel(id));
       } catch (e: unknown) {
-        if (e instanceof RangeError) result = -1; // not a request id: nothing to relay to
-        else throw e;
+        if (!(e instanceof RangeError)) throw e; // Redis: the whole step retries next pass
+        result = -1; // not a request id: nothing to relay to
       }
       this.#relays.inc({ result: result === 1 ? 'relayed' : result === 0 ? 'already-relayed' : 'no-request' });
-      if (result === -1) this.#log.warn({ review: review.metadata.name, approvalRequest: id }, 'review not relayed: the request is not in Redis (expired or unknown)');
+      if (result === -1) {
+        // The request is not in Redis: retried while the AccessRequest is open (Redis may be back
+        // from a restart), given up once it has expired.
+        this.#warnOnce(`relay:${uid}`, { review: review.metadata.name, approvalRequest: id }, 'review not relayed yet: the request is not in Redis');
+        if (Date.parse(request.spec.expiresAt) > now) continue;
+      }
       this.#relayed.add(uid);
     }
   }
@@ -230,24 +264,37 @@ export class ApprovalsController {
       const { namespace = '', name } = request.metadata;
       const reviews = byRequest.get(`${namespace}/${name}`) ?? [];
       const phase = request.status?.phase;
-      if (phase !== undefined && FINAL_PHASES.has(phase) && reviews.every((r) => r.status?.counted !== undefined)) continue;
-      const ordered = await this.#relayOrder(name, reviews);
-      const executedAt = await this.#executedAt(name);
-      const decision = decideRequest(request, ordered, new Date(now), executedAt);
-      if (!sameRequestStatus(request.status, decision.status)) {
-        await this.#patchStatus(ACCESS_REQUEST_API, namespace, name, { ...request.status, ...decision.status });
-        this.#log.info({ approvalRequest: name, namespace, phase: decision.status.phase }, 'AccessRequest status updated');
-      }
-      for (const review of reviews) {
-        const verdict = decision.reviews.get(review.metadata.name);
-        if (verdict === undefined || (review.status?.counted === verdict.counted && review.status?.refusal === verdict.refusal)) continue;
-        await this.#patchStatus(ACCESS_REVIEW_API, namespace, review.metadata.name, verdict);
+      if (phase !== undefined && FINAL_PHASES.has(phase) && reviews.every((r) => r.status?.counted !== undefined || this.#relayed.has(r.metadata.uid ?? ''))) continue;
+      try {
+        await this.#decideOne(request, reviews, now);
+      } catch (e: unknown) {
+        if (!(e instanceof ApiException)) throw e; // Redis: the step retries next pass
+        this.#warnOnce(`status:${namespace}/${name}`, { approvalRequest: name, namespace, status: e.code }, 'AccessRequest status not written');
       }
     }
   }
 
-  /** The reviews in the order the sidecar reads them (the Redis list), then any not relayed, oldest first. */
-  async #relayOrder(id: string, reviews: readonly AccessReview[]): Promise<AccessReview[]> {
+  async #decideOne(request: AccessRequest, reviews: readonly AccessReview[], now: number): Promise<void> {
+    const { namespace = '', name } = request.metadata;
+    // Only relayed reviews, in the order the sidecar reads them: a review still waiting for its
+    // relay is not counted (nor shown as counted) before the sidecar can count it.
+    const relayed = await this.#inRelayOrder(name, reviews);
+    const claim = await this.#claim(name);
+    const decision = decideRequest(request, relayed, new Date(now), claim);
+    if (!sameRequestStatus(request.status, decision.status)) {
+      // Merge patch: a field the decision no longer has is removed with null.
+      await this.#patchStatus(ACCESS_REQUEST_API, namespace, name, { ...decision.status, decidedAt: decision.status.decidedAt ?? null });
+      this.#log.info({ approvalRequest: name, namespace, phase: decision.status.phase }, 'AccessRequest status updated');
+    }
+    for (const review of relayed) {
+      const verdict = decision.reviews.get(review.metadata.name);
+      if (verdict === undefined || (review.status?.counted === verdict.counted && review.status?.refusal === verdict.refusal)) continue;
+      await this.#patchStatus(ACCESS_REVIEW_API, namespace, review.metadata.name, { counted: verdict.counted, refusal: verdict.refusal ?? null });
+    }
+  }
+
+  /** The reviews whose records are in the request's Redis list, in that order. */
+  async #inRelayOrder(id: string, reviews: readonly AccessReview[]): Promise<AccessReview[]> {
     const position = new Map<string, number>();
     let records: string[] = [];
     try {
@@ -259,14 +306,12 @@ export class ApprovalsController {
       const uid = relayedUid(text, this.#signer.issuer);
       if (uid !== undefined && !position.has(uid)) position.set(uid, index);
     });
-    const rank = (r: AccessReview): number => position.get(r.metadata.uid ?? '') ?? Number.MAX_SAFE_INTEGER;
-    return [...reviews].sort((a, b) => rank(a) - rank(b)
-      || (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '')
-      || a.metadata.name.localeCompare(b.metadata.name));
+    const rank = (r: AccessReview): number => position.get(r.metadata.uid ?? '') ?? -1;
+    return reviews.filter((r) => rank(r) >= 0).sort((a, b) => rank(a) - rank(b));
   }
 
-  /** When a sidecar claimed the approval (ran the statement), from the claim key. */
-  async #executedAt(id: string): Promise<string | undefined> {
+  /** What the sidecars recorded in the claim key: the execution time, or a final Denied/Expired. */
+  async #claim(id: string): Promise<RequestClaim | undefined> {
     let claim: string | null;
     try {
       claim = await this.#redis.get(claimKey(id));
@@ -274,10 +319,12 @@ export class ApprovalsController {
       if (e instanceof RangeError) return undefined;
       throw e;
     }
-    if (claim === null || finalPhase(claim) !== undefined) return undefined;
+    if (claim === null) return undefined;
+    const ended = finalPhase(claim);
+    if (ended !== undefined) return { ended };
     try {
       const parsed = JSON.parse(claim) as { at?: unknown };
-      return typeof parsed.at === 'string' ? parsed.at : undefined;
+      return typeof parsed.at === 'string' ? { executedAt: parsed.at } : undefined;
     } catch {
       return undefined;
     }

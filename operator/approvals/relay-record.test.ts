@@ -10,7 +10,7 @@ import {
 } from 'jose';
 import type { AccessReview, AccessReviewReviewer } from '../../crds/generated/access-review.ts';
 import type { ReviewerAuthentication } from '../../policy/approvals/approval-types.ts';
-import { RELAY_AUDIENCE, RELAY_TOKEN_LIFETIME_SECONDS } from '../../policy/approvals/relay-claims.ts';
+import { reasonDigest, RELAY_AUDIENCE, RELAY_TOKEN_LIFETIME_SECONDS } from '../../policy/approvals/relay-claims.ts';
 import { parseReviewRecord } from '../../sidecar/approvals/approval-records.ts';
 import { ReviewerVerifier } from '../../sidecar/approvals/reviewer-verifier.ts';
 import { relayRecord, type RelaySigner } from './relay-record.ts';
@@ -47,7 +47,7 @@ async function newSigner(): Promise<{ signer: RelaySigner; jwks: JSONWebKeySet }
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   const jwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(jwk);
-  return { signer: { issuer: ISSUER, kid, privateKey }, jwks: { keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] } };
+  return { signer: { issuer: ISSUER, kid, privateKey, publicKey }, jwks: { keys: [{ ...jwk, kid, alg: 'ES256', use: 'sig' }] } };
 }
 
 before(async () => {
@@ -55,6 +55,8 @@ before(async () => {
   signer = made.signer;
   verifier = new ReviewerVerifier(authentication(), { keys: { issuer: ISSUER, getKey: createLocalJWKSet(made.jwks) } });
 });
+
+const REASON = 'ticket OPS-42: purge of test invoices';
 
 describe('relayRecord', () => {
   it('writes the local-mode review record: decision, reason, digest, and the API server\'s admission time', async () => {
@@ -74,13 +76,13 @@ describe('relayRecord', () => {
 
   it('signs a token the sidecar verifies as of the review time, naming the reviewer the API server authenticated', async () => {
     const record = parseReviewRecord(await relayRecord(accessReview(), signer));
-    const reviewer = await verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: record.commandDigest });
+    const reviewer = await verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: record.commandDigest, decision: 'approve', reason: REASON });
     assert.deepEqual(reviewer, { username: 'alice@example.com', groups: ['dba', 'system:authenticated'], id: 'alice-uid', via: 'kubernetes' });
   });
 
   it('names a reviewer without a uid without an id', async () => {
     const record = parseReviewRecord(await relayRecord(accessReview({ username: 'erin@example.com', groups: [] }), signer));
-    const reviewer = await verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_A });
+    const reviewer = await verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_A, decision: 'approve', reason: REASON });
     assert.deepEqual(reviewer, { username: 'erin@example.com', groups: [], via: 'kubernetes' });
   });
 
@@ -97,27 +99,37 @@ describe('relayRecord', () => {
     assert.equal(claims.exp, CREATED_MS / 1000 + RELAY_TOKEN_LIFETIME_SECONDS);
     assert.equal(claims['custos.io/request'], REQUEST);
     assert.equal(claims['custos.io/commandDigest'], DIGEST_A);
+    assert.equal(claims['custos.io/decision'], 'approve');
+    assert.equal(claims['custos.io/reasonDigest'], reasonDigest(REASON));
   });
 
   it('is verified as of the review time: the same token checked an hour later has expired', async () => {
     const record = parseReviewRecord(await relayRecord(accessReview(), signer));
-    await assert.rejects(verifier.verify(record.token, new Date(CREATED_MS + 3600_000), { request: REQUEST, commandDigest: DIGEST_A }), { reason: 'expired' });
+    await assert.rejects(verifier.verify(record.token, new Date(CREATED_MS + 3600_000), { request: REQUEST, commandDigest: DIGEST_A, decision: 'approve', reason: REASON }), { reason: 'expired' });
   });
 
   it('is refused when presented for another request', async () => {
     const record = parseReviewRecord(await relayRecord(accessReview(), signer));
-    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: 'ar-zzzzzzzzzzzz', commandDigest: DIGEST_A }), /issued for another request/);
+    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: 'ar-zzzzzzzzzzzz', commandDigest: DIGEST_A, decision: 'approve', reason: REASON }), /issued for another request/);
   });
 
   it('is refused when presented for another statement (digest)', async () => {
     const record = parseReviewRecord(await relayRecord(accessReview(), signer));
-    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_B }), /issued for another statement/);
+    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_B, decision: 'approve', reason: REASON }), /issued for another statement/);
+  });
+
+  it('is refused when the record beside it is flipped to the other decision, reworded, or moved in time', async () => {
+    const record = parseReviewRecord(await relayRecord(accessReview(), signer));
+    const at = new Date(record.at);
+    await assert.rejects(verifier.verify(record.token, at, { request: REQUEST, commandDigest: DIGEST_A, decision: 'deny', reason: REASON }), /issued for another decision/);
+    await assert.rejects(verifier.verify(record.token, at, { request: REQUEST, commandDigest: DIGEST_A, decision: 'approve', reason: 'fine by me' }), /issued for another reason/);
+    await assert.rejects(verifier.verify(record.token, new Date(CREATED_MS + 60_000), { request: REQUEST, commandDigest: DIGEST_A, decision: 'approve', reason: REASON }), /issued for another review time/);
   });
 
   it('is refused when signed by a key the sidecar does not trust', async () => {
     const stranger = await newSigner();
     const record = parseReviewRecord(await relayRecord(accessReview(), { ...stranger.signer, kid: signer.kid }));
-    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_A }), { reason: 'bad-signature' });
+    await assert.rejects(verifier.verify(record.token, new Date(record.at), { request: REQUEST, commandDigest: DIGEST_A, decision: 'approve', reason: REASON }), { reason: 'bad-signature' });
   });
 
   it('refuses to sign a review without a creation time or uid (not admitted by an API server)', async () => {

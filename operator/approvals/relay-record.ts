@@ -6,12 +6,14 @@
 import { SignJWT, type CryptoKey } from 'jose';
 import type { AccessReview } from '../../crds/generated/access-review.ts';
 import { serializeReviewRecord } from '../../sidecar/approvals/approval-records.ts';
-import { RELAY_AUDIENCE, RELAY_CLAIMS, RELAY_TOKEN_LIFETIME_SECONDS } from '../../policy/approvals/relay-claims.ts';
+import { reasonDigest, RELAY_AUDIENCE, RELAY_CLAIMS, RELAY_TOKEN_LIFETIME_SECONDS } from '../../policy/approvals/relay-claims.ts';
 
 export interface RelaySigner {
   readonly issuer: string;
   readonly kid: string;
   readonly privateKey: CryptoKey;
+  /** The matching public key (admission stamps are verified with it before a review is relayed). */
+  readonly publicKey: CryptoKey;
 }
 
 /** The review record (JSON text) for `review`; its time is when the API server admitted it. */
@@ -27,6 +29,8 @@ export async function relayRecord(review: AccessReview, signer: RelaySigner): Pr
     ...(reviewer.uid ? { [RELAY_CLAIMS.uid]: reviewer.uid } : {}),
     [RELAY_CLAIMS.request]: requestName,
     [RELAY_CLAIMS.commandDigest]: commandDigest,
+    [RELAY_CLAIMS.decision]: review.spec.decision,
+    [RELAY_CLAIMS.reasonDigest]: reasonDigest(review.spec.reason),
   })
     .setProtectedHeader({ alg: 'ES256', kid: signer.kid, typ: 'JWT' })
     .setIssuer(signer.issuer)

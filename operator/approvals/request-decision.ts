@@ -14,11 +14,15 @@ export interface RequestDecision {
   readonly reviews: ReadonlyMap<string, AccessReviewStatus>;
 }
 
+/** What the sidecars recorded for a request: it ran (`executedAt`), or a sidecar saw it end. */
+export type RequestClaim = { readonly executedAt: string } | { readonly ended: 'Denied' | 'Expired' };
+
 /**
- * `reviews` in relay order (those of this request only). `executedAt`: when a sidecar claimed the
- * approval (the statement ran), if it has.
+ * `reviews` in relay order (those of this request only). `claim`: the sidecars' record, which
+ * settles the phase: executed, or ended Denied/Expired whatever later reviews say.
  */
-export function decideRequest(request: AccessRequest, reviews: readonly AccessReview[], now: Date, executedAt?: string): RequestDecision {
+export function decideRequest(request: AccessRequest, reviews: readonly AccessReview[], now: Date, claim?: RequestClaim | string): RequestDecision {
+  const recorded: RequestClaim | undefined = typeof claim === 'string' ? { executedAt: claim } : claim;
   const byReview = new Map<Review, AccessReview>();
   const inputs = reviews.map((object) => {
     const review = reviewFromAccessReview(object);
@@ -29,9 +33,10 @@ export function decideRequest(request: AccessRequest, reviews: readonly AccessRe
   const verdicts = new Map<string, AccessReviewStatus>();
   for (const review of result.counted) verdicts.set(nameOf(byReview.get(review)), { counted: true });
   for (const { review, why } of result.refused) verdicts.set(nameOf(byReview.get(review)), { counted: false, refusal: why });
-  const executed = result.phase === 'Approved' && executedAt !== undefined;
+  const executed = result.phase === 'Approved' && recorded !== undefined && 'executedAt' in recorded;
+  const ended = recorded !== undefined && 'ended' in recorded ? recorded.ended : undefined;
   const status: AccessRequestStatus = {
-    phase: executed ? 'Executed' : result.phase,
+    phase: executed ? 'Executed' : ended ?? result.phase,
     ...(result.decidedAt === undefined ? {} : { decidedAt: result.decidedAt }),
     approvals: result.counted.map((review) => {
       const name = byReview.get(review)?.metadata.name;

@@ -17,6 +17,7 @@ const ALGORITHM = 'ES256';
 export interface ReviewSigningKey {
   readonly kid: string;
   readonly privateKey: CryptoKey;
+  readonly publicKey: CryptoKey;
   /** The public JWKS (JSON text) sidecars verify relayed reviews with. */
   readonly jwks: string;
 }
@@ -74,11 +75,14 @@ async function parseSigningKey(secret: V1Secret, where: string): Promise<ReviewS
   } catch {
     throw new CustosError('ERR_REVIEW_KEY', `Secret ${where}: ${SIGNING_KEY_SECRET_KEY} is not JSON`);
   }
-  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string' || typeof jwk.kid !== 'string') {
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string' || typeof jwk.kid !== 'string' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
     throw new CustosError('ERR_REVIEW_KEY', `Secret ${where}: ${SIGNING_KEY_SECRET_KEY} is not a private P-256 key with a kid`);
   }
   const privateKey = await importJWK(jwk, ALGORITHM);
   if (privateKey instanceof Uint8Array) throw new CustosError('ERR_REVIEW_KEY', `Secret ${where}: not an asymmetric key`);
   const { kty, crv, x, y, kid } = jwk;
-  return { kid, privateKey, jwks: JSON.stringify({ keys: [{ kty, crv, x, y, kid, alg: ALGORITHM, use: 'sig' }] }) };
+  const publicJwk = { kty, crv, x, y, kid, alg: ALGORITHM, use: 'sig' };
+  const publicKey = await importJWK(publicJwk, ALGORITHM);
+  if (publicKey instanceof Uint8Array) throw new CustosError('ERR_REVIEW_KEY', `Secret ${where}: not an asymmetric key`);
+  return { kid, privateKey, publicKey, jwks: JSON.stringify({ keys: [publicJwk] }) };
 }

@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import type { AccessRequest } from '../../crds/generated/access-request.ts';
 import type { AdmissionRoute } from '../admission/webhook-server.ts';
 import { ACCESS_REQUEST_API } from './access-request-manifest.ts';
+import { ADMISSION_STAMP_ANNOTATION, signAdmissionStamp } from './admission-stamp.ts';
+import type { RelaySigner } from './relay-record.ts';
 import { admitReview } from './review-admission.ts';
 import { decodeReviewAdmission, encodeReviewAdmission } from './review-admission-review.ts';
 
@@ -29,7 +31,15 @@ export function apiAccessRequestReader(kubeConfig: KubeConfig): AccessRequestRea
   };
 }
 
-export function reviewAdmissionRoute(options: { readonly readAccessRequest: AccessRequestReader; readonly logger: Logger; readonly clock?: () => number }): AdmissionRoute {
+export interface ReviewAdmissionRouteOptions {
+  readonly readAccessRequest: AccessRequestReader;
+  readonly logger: Logger;
+  /** With approvals on (Redis): admitted reviews get an admission stamp the relay requires. */
+  readonly stampSigner?: RelaySigner;
+  readonly clock?: () => number;
+}
+
+export function reviewAdmissionRoute(options: ReviewAdmissionRouteOptions): AdmissionRoute {
   const clock = options.clock ?? Date.now;
   return async (body) => {
     const decoded = decodeReviewAdmission(body);
@@ -40,9 +50,22 @@ export function reviewAdmissionRoute(options: { readonly readAccessRequest: Acce
     const accessRequest = requestName === undefined ? undefined : await options.readAccessRequest(request.namespace, requestName);
     const decision = admitReview({ operation: request.operation, review: request.review, userInfo: request.userInfo, accessRequest, now: new Date(clock()) });
     const log = options.logger.child({ uid: request.uid, namespace: request.namespace, approvalRequest: requestName, user: request.userInfo.username, operation: request.operation });
-    if (decision.allowed) log.info({ decision: decision.review.decision }, 'access review admitted');
-    else log.info({ refusal: decision.refusal }, 'access review refused');
-    return { response: encodeReviewAdmission(request.uid, decision), outcome: decision.allowed ? 'patch' : 'reject' };
+    if (!decision.allowed) {
+      log.info({ refusal: decision.refusal }, 'access review refused');
+      return { response: encodeReviewAdmission(request.uid, decision), outcome: 'reject' };
+    }
+    log.info({ decision: decision.review.decision }, 'access review admitted');
+    const signer = options.stampSigner;
+    if (signer === undefined || requestName === undefined) return { response: encodeReviewAdmission(request.uid, decision), outcome: 'patch' };
+    const stamp = await signAdmissionStamp({
+      namespace: request.namespace, requestName, decision: decision.review.decision, commandDigest: decision.review.commandDigest,
+      reason: decision.review.reason, reviewer: request.userInfo,
+    }, signer, new Date(clock()));
+    const metadata = isRecord(request.review) && isRecord(request.review.metadata) ? request.review.metadata : {};
+    const stampOp = isRecord(metadata.annotations)
+      ? { op: 'add' as const, path: `/metadata/annotations/${ADMISSION_STAMP_ANNOTATION.replaceAll('~', '~0').replaceAll('/', '~1')}`, value: stamp }
+      : { op: 'add' as const, path: '/metadata/annotations', value: { [ADMISSION_STAMP_ANNOTATION]: stamp } };
+    return { response: encodeReviewAdmission(request.uid, { ...decision, patch: [...decision.patch, stampOp] }), outcome: 'patch' };
   };
 }
 

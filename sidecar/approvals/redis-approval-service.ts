@@ -438,7 +438,7 @@ export class RedisApprovalService implements ApprovalService {
       }
       await (verifier === this.#relayVerifier ? this.#relayReady : this.#verifierReady);
       try {
-        reviewer = await verifier.verify(record.token, new Date(at), { request: request.id, commandDigest: record.commandDigest });
+        reviewer = await verifier.verify(record.token, new Date(at), { request: request.id, commandDigest: record.commandDigest, decision: record.decision, reason: record.reason });
       } catch (e: unknown) {
         const why = e instanceof TokenVerificationError ? e.reason : 'verification-failed';
         if (record.decision === 'deny' && (!(e instanceof TokenVerificationError) || TRANSIENT_REASONS.has(e.reason))) {

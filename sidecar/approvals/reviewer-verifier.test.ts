@@ -4,13 +4,14 @@ import { createLocalJWKSet } from 'jose';
 import type { ReviewerAuthentication } from '../../policy/approvals/approval-types.ts';
 import { createLocalIssuer, mintKubernetesToken, type LocalIssuer } from '../identity/local-issuer.ts';
 import type { TokenKeySource } from '../identity/token-verifier.ts';
+import { reasonDigest } from '../../policy/approvals/relay-claims.ts';
 import { ReviewerVerifier } from './reviewer-verifier.ts';
 
 const ISSUER = 'https://reviewers.example';
 const AUDIENCE = 'custos-reviewers';
 const NOW = Date.parse('2026-01-01T10:00:00.000Z');
 const NOW_S = NOW / 1000;
-const BINDING = { request: 'ar-aaaaaaaaaaaa', commandDigest: `sha256:${'a'.repeat(64)}` };
+const BINDING = { request: 'ar-aaaaaaaaaaaa', commandDigest: `sha256:${'a'.repeat(64)}`, decision: 'approve', reason: 'INC-1' } as const;
 
 let issuer: LocalIssuer;
 let verifier: ReviewerVerifier;
@@ -84,7 +85,10 @@ describe('ReviewerVerifier, kubernetes-relay (operator-signed reviews)', () => {
     );
   });
   const relayed = (claims: Record<string, unknown>): Promise<string> => operator.mint(
-    { username: 'alice', groups: ['dba', 'system:authenticated'], uid: 'u-alice', 'custos.io/request': BINDING.request, 'custos.io/commandDigest': BINDING.commandDigest, ...claims },
+    {
+      username: 'alice', groups: ['dba', 'system:authenticated'], uid: 'u-alice', 'custos.io/request': BINDING.request, 'custos.io/commandDigest': BINDING.commandDigest,
+      'custos.io/decision': BINDING.decision, 'custos.io/reasonDigest': reasonDigest(BINDING.reason), ...claims,
+    },
     { audience: 'custos.io/reviews', subject: 'alice' },
   );
 
@@ -99,6 +103,9 @@ describe('ReviewerVerifier, kubernetes-relay (operator-signed reviews)', () => {
     ['moved to another statement', { 'custos.io/commandDigest': `sha256:${'b'.repeat(64)}` }, /another statement/],
     ['without the request binding', { 'custos.io/request': undefined }, /not bound to a request/],
     ['without the digest binding', { 'custos.io/commandDigest': undefined }, /not bound to a request/],
+    ['without the decision binding', { 'custos.io/decision': undefined }, /not bound to a request/],
+    ['signed for the other decision', { 'custos.io/decision': 'deny' }, /another decision/],
+    ['signed for another reason', { 'custos.io/reasonDigest': reasonDigest('something else') }, /another reason/],
     ['without a reviewer', { username: undefined }, /without a reviewer/],
     ['with groups that are not strings', { groups: ['dba', 1] }, /without a reviewer/],
   ];

@@ -14,7 +14,7 @@
 // was signed for, so it cannot be moved to another request or flipped onto another statement. An
 // OIDC token that carries the same binding claims is held to them too.
 import type { ReviewerAuthentication, Reviewer } from '../../policy/approvals/approval-types.ts';
-import { RELAY_CLAIMS, type ReviewBinding } from '../../policy/approvals/relay-claims.ts';
+import { reasonDigest, RELAY_CLAIMS, type ReviewBinding } from '../../policy/approvals/relay-claims.ts';
 import { IssuerKeys, type JwksRefreshEvent } from '../identity/issuer-keys.ts';
 import {
   createTokenVerifier, DEFAULT_CLOCK_TOLERANCE_SECONDS, ERR_AUTH_TOKEN_INVALID, TokenVerificationError, type TokenKeySource,
@@ -81,7 +81,12 @@ export class ReviewerVerifier {
       throw new TokenVerificationError(ERR_AUTH_TOKEN_INVALID, 'issued-in-future', 'token invalid: issued after the review time');
     }
     checkBinding(principal.claims, binding, auth.kind === 'kubernetes-relay');
-    if (auth.kind === 'kubernetes-relay') return relayedReviewer(principal.claims);
+    if (auth.kind === 'kubernetes-relay') {
+      // The operator signs at the review's admission time: a record whose `at` was moved (to
+      // reorder a race, or to dodge the expiry) no longer matches its token.
+      if (Math.abs(iat - Math.floor(atMs / 1000)) > 1) throw bindingMismatch('issued for another review time');
+      return relayedReviewer(principal.claims);
+    }
     const id = `${principal.issuer}#${principal.subject}`;
     if (principal.kubernetes !== undefined) {
       // A service-account token from the reviewer issuer: keep its SA user name so the tally
@@ -100,13 +105,20 @@ function bindingMismatch(detail: string): TokenVerificationError {
   return new TokenVerificationError(ERR_AUTH_TOKEN_INVALID, 'invalid-claim', `token invalid: ${detail}`);
 }
 
-/** Relay tokens must name this request and digest; any token that names one must name these. */
+/**
+ * Relay tokens must name this request, digest, decision and reason (so a Redis writer can neither
+ * move a review nor flip or reword it); any token that names one of them must name these.
+ */
 function checkBinding(claims: Readonly<Record<string, unknown>>, binding: ReviewBinding, required: boolean): void {
   const request = claims[RELAY_CLAIMS.request];
   const digest = claims[RELAY_CLAIMS.commandDigest];
-  if (required && (request === undefined || digest === undefined)) throw bindingMismatch('not bound to a request');
+  const decision = claims[RELAY_CLAIMS.decision];
+  const reason = claims[RELAY_CLAIMS.reasonDigest];
+  if (required && (request === undefined || digest === undefined || decision === undefined || reason === undefined)) throw bindingMismatch('not bound to a request');
   if (request !== undefined && request !== binding.request) throw bindingMismatch('issued for another request');
   if (digest !== undefined && digest !== binding.commandDigest) throw bindingMismatch('issued for another statement');
+  if (decision !== undefined && decision !== binding.decision) throw bindingMismatch('issued for another decision');
+  if (reason !== undefined && reason !== reasonDigest(binding.reason)) throw bindingMismatch('issued for another reason');
 }
 
 /** The reviewer as the Kubernetes API server authenticated them, from an operator-signed token. */
