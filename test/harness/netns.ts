@@ -14,6 +14,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { CommandRunner } from '../../operator/interception/apply-rules.ts';
 import type { AddressFamily } from '../../operator/interception/iptables-rules.ts';
 import { run, spawnManaged, stopProcess, waitForOutput } from './processes.ts';
+import { letOtherUsersReachRepo } from './repo-access.ts';
 
 export const NETNS_NODE = process.execPath;
 
@@ -83,6 +84,8 @@ export async function createPodAndDb(label: string): Promise<PodAndDb> {
   if (process.getuid?.() !== 0) {
     throw new Error('the network-namespace tests must run as root (CI does): they create network namespaces, a veth pair and iptables rules. Run them with sudo.');
   }
+  // Processes in the pod run as other UIDs and load the checkout's modules.
+  await letOtherUsersReachRepo();
   const pod = `custos-t-${process.pid}-${label}-pod`;
   const db = `custos-t-${process.pid}-${label}-db`;
   const children: ChildProcess[] = [];

@@ -21,6 +21,7 @@ import { startLoopbackForwarder } from './loopback-forward.ts';
 import { createNodeNetwork, type ServiceAddress } from './pod-network.ts';
 import type { ConfigMapLike, Pod, SecretLike } from './pod-spec.ts';
 import { PodWorker, type HostTools } from './pod-worker.ts';
+import { letOtherUsersReachRepo } from '../repo-access.ts';
 
 export { custosImage, type ImageFixture, type ImageTable } from './image-fixtures.ts';
 export type { ServiceAddress } from './pod-network.ts';
@@ -139,6 +140,8 @@ function kubernetesServiceEnv(connection: KubeConnection, loopbackPorts: readonl
 }
 
 export async function startPodRunner(options: PodRunnerOptions): Promise<PodRunner> {
+  // Containers run as the pods' UIDs and load the checkout's modules (the Custos image).
+  await letOtherUsersReachRepo();
   const connection = connectionOf(options.api);
   const client = createKubeClient(connection);
   const nodeName = options.nodeName ?? 'custos-test-node';
