@@ -34,6 +34,13 @@ describe('readOperatorConfig', () => {
     assert.deepEqual(config.injection.workloadIdentity, { issuer: 'https://kubernetes.default.svc.cluster.local', jwksUri: 'https://10.0.0.1:443/openid/v1/jwks' });
   });
 
+  it('passes how often sidecars check their service account (CUSTOS_WORKLOAD_SA_CHECK_SECONDS) when set', () => {
+    const wi = { CUSTOS_WORKLOAD_ISSUER: 'https://issuer', CUSTOS_WORKLOAD_JWKS_URI: 'https://issuer/jwks' };
+    assert.equal(readOperatorConfig({ ...BASE, ...wi, CUSTOS_WORKLOAD_SA_CHECK_SECONDS: '5' }, HOST).injection.workloadIdentity?.serviceAccountCheckSeconds, 5);
+    assert.equal(readOperatorConfig({ ...BASE, ...wi }, HOST).injection.workloadIdentity?.serviceAccountCheckSeconds, undefined);
+    assert.throws(() => readOperatorConfig({ ...BASE, ...wi, CUSTOS_WORKLOAD_SA_CHECK_SECONDS: '0' }, HOST), /CUSTOS_WORKLOAD_SA_CHECK_SECONDS: "0" is not a whole number of seconds between 1 and 3600/);
+  });
+
   it('splits extra certificate names', () => {
     assert.deepEqual(readOperatorConfig({ ...BASE, CUSTOS_WEBHOOK_EXTRA_NAMES: '127.0.0.1, localhost,' }, HOST).webhook.extraNames, ['127.0.0.1', 'localhost']);
   });

@@ -88,14 +88,16 @@ function certMode(env: Env): CertMode {
  * its projected token. Without it sidecars have no workload identity and refuse workload-authenticated
  * connections, so both variables or neither.
  */
-function workloadIdentity(env: Env): { workloadIdentity?: { issuer: string; jwksUri: string } } {
+function workloadIdentity(env: Env): { workloadIdentity?: { issuer: string; jwksUri: string; serviceAccountCheckSeconds?: number } } {
   const issuer = env.CUSTOS_WORKLOAD_ISSUER ?? '';
   const jwksUri = env.CUSTOS_WORKLOAD_JWKS_URI ?? '';
   if (issuer === '' && jwksUri === '') return {};
   if (issuer === '') fail('CUSTOS_WORKLOAD_ISSUER', 'required when CUSTOS_WORKLOAD_JWKS_URI is set');
   if (jwksUri === '') fail('CUSTOS_WORKLOAD_JWKS_URI', 'required when CUSTOS_WORKLOAD_ISSUER is set');
   if (!URL.canParse(jwksUri) || new URL(jwksUri).protocol !== 'https:') fail('CUSTOS_WORKLOAD_JWKS_URI', `${JSON.stringify(jwksUri)} is not an https URL`);
-  return { workloadIdentity: { issuer, jwksUri } };
+  // How often sidecars ask the API server whether their service account still exists (sidecar default 30 s).
+  const check = env.CUSTOS_WORKLOAD_SA_CHECK_SECONDS;
+  return { workloadIdentity: { issuer, jwksUri, ...(check !== undefined && check !== '' ? { serviceAccountCheckSeconds: seconds(env, 'CUSTOS_WORKLOAD_SA_CHECK_SECONDS', 30) } : {}) } };
 }
 
 /** Parses the operator's environment; throws ERR_OPERATOR_CONFIG_INVALID naming the variable. */

@@ -21,6 +21,17 @@ describe('resolveSidecarConfig', () => {
     assert.equal(c.redisUrl, 'redis://r:6379');
   });
 
+  it('checks the service account with the in-cluster API token and KUBERNETES_SERVICE_HOST unless the file says otherwise', () => {
+    const wi = { tokenFile: 't', issuer: 'https://issuer' };
+    const inCluster = resolveSidecarConfig({ policyFile: 'p.yaml', workloadIdentity: wi }, '/', { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' });
+    assert.deepEqual(inCluster.workloadIdentity?.liveness, {
+      intervalMs: 30_000, tokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token', caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', apiServer: 'https://[fd00::1]:443',
+    });
+    assert.equal(resolveSidecarConfig({ policyFile: 'p.yaml', workloadIdentity: wi }, '/', {}).workloadIdentity?.liveness.apiServer, undefined);
+    const local = resolveSidecarConfig({ policyFile: 'p.yaml', workloadIdentity: { ...wi, liveness: { intervalSeconds: 1, tokenFile: 'api/token', caFile: 'api/ca.crt', apiServer: 'https://127.0.0.1:6443' } } }, '/etc/custos', {});
+    assert.deepEqual(local.workloadIdentity?.liveness, { intervalMs: 1000, tokenFile: '/etc/custos/api/token', caFile: '/etc/custos/api/ca.crt', apiServer: 'https://127.0.0.1:6443' });
+  });
+
   const invalid: Array<[string, unknown, RegExp]> = [
     ['a missing policyFile', {}, /config\.policyFile: Required value/],
     ['an unknown field (a typo must not be silently ignored)', { policyFile: 'p', spoool: {} }, /config\.spoool: field not declared in schema/],

@@ -35,6 +35,11 @@ export interface SidecarConfig {
     readonly audience: string;
     readonly jwksFile?: string;
     readonly jwksUri?: string;
+    /**
+     * Asking the API server whether the pod's service account still exists (SelfSubjectReview with
+     * the in-cluster API token); `apiServer` undefined when the pod has no KUBERNETES_SERVICE_HOST.
+     */
+    readonly liveness: { readonly intervalMs: number; readonly tokenFile: string; readonly caFile: string; readonly apiServer?: string };
   };
   /**
    * Kubernetes reviews (ADR 0011): the operator's issuer of relay tokens and its public keys (the
@@ -110,6 +115,16 @@ const schema = {
         audience: { type: 'string' },
         jwksFile: { type: 'string' },
         jwksUri: { type: 'string' },
+        liveness: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            intervalSeconds: { type: 'number', minimum: 0.1, maximum: 3600 },
+            tokenFile: { type: 'string', minLength: 1 },
+            caFile: { type: 'string', minLength: 1 },
+            apiServer: { type: 'string', pattern: '^https://.+' },
+          },
+        },
       },
     },
     kubernetesReviews: {
@@ -162,7 +177,10 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
     spool?: { dir?: string; maxBytes?: number };
     redisUrl?: string;
     gateway?: { id?: string; podUid?: string; podName?: string; namespace?: string };
-    workloadIdentity?: { tokenFile: string; issuer: string; audience?: string; jwksFile?: string; jwksUri?: string };
+    workloadIdentity?: {
+      tokenFile: string; issuer: string; audience?: string; jwksFile?: string; jwksUri?: string;
+      liveness?: { intervalSeconds?: number; tokenFile?: string; caFile?: string; apiServer?: string };
+    };
     kubernetesReviews?: { issuer: string; audience?: string; jwksFile: string };
     targetOverrides?: Record<string, { host?: string; port?: number; database?: string }>;
     shutdownGraceSeconds?: number;
@@ -200,6 +218,7 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
             audience: wi.audience ?? 'custos',
             ...(wi.jwksFile !== undefined ? { jwksFile: path(wi.jwksFile) } : {}),
             ...(wi.jwksUri !== undefined ? { jwksUri: wi.jwksUri } : {}),
+            liveness: livenessOf(wi.liveness, path, env),
           },
         }
       : {}),
@@ -209,6 +228,25 @@ export function resolveSidecarConfig(doc: unknown, baseDir: string, env: NodeJS.
     targetOverrides: c.targetOverrides ?? {},
     shutdownGraceSeconds: c.shutdownGraceSeconds ?? 25,
     logLevel: env['CUSTOS_LOG_LEVEL'] ?? c.logLevel ?? 'info',
+  };
+}
+
+const IN_CLUSTER_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** Where the in-cluster API token, its CA and the API server are: the kubelet's defaults unless the file says. */
+function livenessOf(
+  l: { intervalSeconds?: number; tokenFile?: string; caFile?: string; apiServer?: string } | undefined,
+  path: (p: string) => string, env: NodeJS.ProcessEnv,
+): NonNullable<SidecarConfig['workloadIdentity']>['liveness'] {
+  const host = env['KUBERNETES_SERVICE_HOST'];
+  const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
+  const fromEnv = host !== undefined && host !== '' ? `https://${host.includes(':') ? `[${host}]` : host}:${port}` : undefined;
+  const apiServer = l?.apiServer ?? fromEnv;
+  return {
+    intervalMs: Math.round((l?.intervalSeconds ?? 30) * 1000),
+    tokenFile: path(l?.tokenFile ?? `${IN_CLUSTER_ACCOUNT_DIR}/token`),
+    caFile: path(l?.caFile ?? `${IN_CLUSTER_ACCOUNT_DIR}/ca.crt`),
+    ...(apiServer !== undefined ? { apiServer } : {}),
   };
 }
 

@@ -19,6 +19,7 @@ import type { SidecarConfig } from './config.ts';
 import { startOpsServer, type OpsServer, type ReadinessCheck } from './http-server.ts';
 import { IssuerKeys } from './identity/issuer-keys.ts';
 import { createTokenVerifier } from './identity/token-verifier.ts';
+import { ServiceAccountLiveness } from './identity/service-account-liveness.ts';
 import { WorkloadIdentity } from './identity/workload-identity.ts';
 import { createMetrics, type SidecarMetrics } from './metrics.ts';
 import { PolicyAnnouncementListener } from './policy-announcements.ts';
@@ -80,6 +81,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
 
   let workload: WorkloadIdentity | undefined;
   let workloadKeys: IssuerKeys | undefined;
+  let liveness: ServiceAccountLiveness | undefined;
   if (config.workloadIdentity !== undefined) {
     const wi = config.workloadIdentity;
     workloadKeys = new IssuerKeys({
@@ -90,8 +92,19 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
     workload = new WorkloadIdentity({
       path: wi.tokenFile,
       verifier: createTokenVerifier({ issuers: [{ issuer: wi.issuer, audience: wi.audience, keys: workloadKeys }] }),
+      revoked: () => liveness?.revoked,
     });
-    await workload.current().catch((e: unknown) => { logger.error({ err: (e as Error).message }, 'workload identity not verifiable yet'); });
+    const identity = workload;
+    await identity.current().catch((e: unknown) => { logger.error({ err: (e as Error).message }, 'workload identity not verifiable yet'); });
+    if (wi.liveness.apiServer === undefined) {
+      logger.info('no KUBERNETES_SERVICE_HOST: a deleted service account is noticed only when its projected token expires');
+    } else {
+      liveness = await ServiceAccountLiveness.start({
+        apiServer: wi.liveness.apiServer, tokenFile: wi.liveness.tokenFile, caFile: wi.liveness.caFile, intervalMs: wi.liveness.intervalMs,
+        expectedUsername: () => identity.subject,
+        logger: logger.child({ component: 'service-account-liveness' }),
+      });
+    }
   }
 
   const downstreamTls: SecureContext | undefined = config.tls
@@ -189,7 +202,10 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
     { name: 'draining', check: () => (draining ? 'the sidecar is shutting down' : null) },
     { name: 'audit-spool', check: () => (spool.failed ? 'the audit spool failed' : spool.full ? 'the audit spool is full' : null) },
     { name: 'caller-issuers', check: () => { const n = callers.notReady(); return n.length > 0 ? `no keys yet for ${n.join(', ')}` : null; } },
-    { name: 'workload-identity', check: () => (workload !== undefined && !workload.ready ? 'the workload token is not verifiable' : null) },
+    {
+      name: 'workload-identity',
+      check: () => (liveness?.revoked !== undefined ? liveness.revoked : workload !== undefined && !workload.ready ? 'the workload token is not verifiable' : null),
+    },
     {
       name: 'masking',
       check: () => {
@@ -237,6 +253,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger, option
       callers.close();
       for (const m of maskingServices.values()) m.close();
       workloadKeys?.stop();
+      liveness?.stop();
       await ops.close();
       logger.info('drained');
     },

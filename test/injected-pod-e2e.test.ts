@@ -142,7 +142,9 @@ describe('an injected pod that really runs: the whole path, applied with kubectl
     cluster = await startLocalCluster({
       apiPort,
       api: { gracefulPodDeletion: true },
-      chartValues: [`redis.url=${redis.url}`, `workloadIdentity.issuer=${issuer}`, `workloadIdentity.jwksUri=${issuer}/openid/v1/jwks`],
+      chartValues: [`redis.url=${redis.url}`, `workloadIdentity.issuer=${issuer}`, `workloadIdentity.jwksUri=${issuer}/openid/v1/jwks`,
+        // Sidecars ask the API server every second (not 30) whether the pod's service account still exists.
+        'workloadIdentity.serviceAccountCheckSeconds=1'],
     });
     cleanups.push(() => cluster.stop());
     assert.equal(cluster.api.issuer, issuer);
@@ -282,6 +284,32 @@ describe('an injected pod that really runs: the whole path, applied with kubectl
     await waitFor('the sidecar to serve reads again', async () => (await psqlInApp('SELECT count(*) FROM invoices')).stdout === '2\n', 15_000, 200);
     assert.equal(await podUid(), uid);
     assert.equal(await podField('{.status.initContainerStatuses[*].restartCount} {.status.containerStatuses[*].restartCount}'), '0 0 0');
+    assert.equal(await podField('{.status.phase}'), 'Running');
+  });
+
+  // Last: it takes the pod's identity away for good.
+  it('stops new connections once the pod\'s service account is deleted (its token still verifies offline), and says why', async () => {
+    const serving = await psqlInApp('SELECT count(*) FROM invoices');
+    assert.equal(serving.stdout, '2\n', serving.stderr);
+    // The projected token keeps a valid signature until it expires; only the API server knows.
+    await kubectl(['delete', 'serviceaccount', 'billing-app', '-n', NS]);
+    const started = Date.now();
+    let last: Psql | undefined;
+    const revoked = /FATAL: {2}workload identity of this pod was revoked: the pod's service account is no longer valid/;
+    await waitFor('the sidecar to refuse new connections', async () => { last = await psqlInApp('SELECT count(*) FROM invoices'); return revoked.test(last.stderr); }, 15_000, 250)
+      .catch((e: unknown) => { throw new Error(`${String(e)}; last: ${JSON.stringify(last)}${diagnostics()}`); });
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.deepEqual([last?.code, last?.stdout], [2, ''], last?.stderr);
+    // libpq prints no SQLSTATE for a refused connection; the audit event records the one the sidecar sent.
+    await waitFor('the refusal in the audit stream', async () => (await auditEvents()).some((e) => e.event_type === 'authn.failure' && e.message === 'service-account-revoked'), 10_000, 250);
+    const refusal = (await auditEvents()).filter((e) => e.event_type === 'authn.failure').at(-1);
+    assert.deepEqual([refusal?.outcome, refusal?.message, refusal?.result?.sqlstate], ['failure', 'service-account-revoked', '28000'], JSON.stringify(refusal));
+    assert.match(runner.logs(NS, POD, 'custos-sidecar'), /workload identity revoked: refusing new connections/);
+    assert.match(runner.logs(NS, POD, 'custos-sidecar'), /401 Unauthorized/);
+    // The sidecar reports not ready, and the kubelet's readiness probe takes the pod out of its Services.
+    await waitFor('the pod to be not Ready', async () => (await podField('{.status.conditions[?(@.type=="Ready")].status}')) === 'False', 10_000, 250)
+      .catch((e: unknown) => { throw new Error(`${String(e)}${diagnostics()}`); });
+    assert.equal(await podField('{.status.initContainerStatuses[?(@.name=="custos-sidecar")].ready}'), 'false');
     assert.equal(await podField('{.status.phase}'), 'Running');
   });
 });

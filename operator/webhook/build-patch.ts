@@ -160,7 +160,7 @@ export function buildInjectionPatch(input: InjectionInput): InjectionResult {
     };
   }
 
-  const rendered = renderInjection(policy, settings);
+  const rendered = renderInjection(policy, settings, apiAccessVolume(pod));
   if (status !== undefined && isCurrentInjection(pod, status, rendered)) {
     return skip('already-injected', `pod ${podName} already carries the current injection of AccessPolicy ${policy.metadata.name}`, warnings);
   }
@@ -202,7 +202,26 @@ function fieldEnv(name: string, fieldPath: string): EnvVarLike {
   return { name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } };
 }
 
-function renderInjection(policy: AccessPolicy, settings: InjectionSettings): RenderedInjection {
+/** The in-cluster API credentials: the kubelet's conventional mount of the service-account token and CA. */
+const API_ACCESS_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * The pod's kube-api-access volume, as the ServiceAccount admission plugin (which runs before
+ * webhooks) mounted it into the app's containers; the sidecar mounts it too, to ask the API server
+ * whether the pod's service account still exists. Undefined when the pod opted out of automount.
+ */
+function apiAccessVolume(pod: PodLike): string | undefined {
+  const spec = pod.spec ?? {};
+  const volumes = new Set((spec.volumes ?? []).map((v) => v.name));
+  for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+    if (INJECTED_CONTAINER_NAMES.has(c.name)) continue;
+    const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === API_ACCESS_MOUNT_PATH);
+    if (mount !== undefined && volumes.has(mount.name) && !mount.name.startsWith(RESERVED_VOLUME_PREFIX)) return mount.name;
+  }
+  return undefined;
+}
+
+function renderInjection(policy: AccessPolicy, settings: InjectionSettings, apiAccess: string | undefined): RenderedInjection {
   const secrets = credentialsSecrets(policy);
   // Approvals need Redis; only then can reviews be relayed, so only then are their keys mounted.
   const approvalsEnabled = settings.redisUrl !== undefined;
@@ -273,6 +292,7 @@ function renderInjection(policy: AccessPolicy, settings: InjectionSettings): Ren
       ...(approvalsEnabled ? [{ name: VOLUME_NAMES.reviewerKeys, mountPath: MOUNT_PATHS.reviewerKeysDir, readOnly: true }] : []),
       // The upstream credentials: mounted here and nowhere else (credential brokering).
       ...secrets.map((s) => ({ name: credentialsVolumeName(s), mountPath: `${MOUNT_PATHS.credentialsDir}/${s}`, readOnly: true })),
+      ...(apiAccess !== undefined ? [{ name: apiAccess, mountPath: API_ACCESS_MOUNT_PATH, readOnly: true }] : []),
     ],
   };
 

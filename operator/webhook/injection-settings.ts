@@ -39,7 +39,12 @@ export interface InjectionSettings {
   /** Passed to custos-init: destinations never redirected (cloud metadata, node-local DNS). */
   readonly interception: { readonly excludeOutboundCIDRs: readonly string[] };
   /** How the sidecar verifies its own projected token (the cluster's service-account issuer). */
-  readonly workloadIdentity?: { readonly issuer: string; readonly jwksUri: string };
+  readonly workloadIdentity?: {
+    readonly issuer: string;
+    readonly jwksUri: string;
+    /** How often the sidecar asks the API server whether the pod's service account still exists; unset: the sidecar's default. */
+    readonly serviceAccountCheckSeconds?: number;
+  };
   readonly redisUrl?: string;
   /**
    * The operator's relay of Kubernetes reviews (ADR 0011): its issuer and public JWKS, written into

@@ -91,7 +91,13 @@ export function renderSidecarConfig(policy: AccessPolicy, settings: InjectionSet
       ? { kubernetesReviews: { issuer: settings.reviewRelay.issuer, jwksFile: REVIEWER_KEYS_FILE } }
       : {}),
     ...(wi !== undefined
-      ? { workloadIdentity: { tokenFile: TOKEN_FILE, issuer: wi.issuer, audience: settings.serviceAccountToken.audience, jwksUri: wi.jwksUri } }
+      ? {
+          workloadIdentity: {
+            tokenFile: TOKEN_FILE, issuer: wi.issuer, audience: settings.serviceAccountToken.audience, jwksUri: wi.jwksUri,
+            // The in-cluster API token, CA and KUBERNETES_SERVICE_HOST are the sidecar's defaults.
+            ...(wi.serviceAccountCheckSeconds !== undefined ? { liveness: { intervalSeconds: wi.serviceAccountCheckSeconds } } : {}),
+          },
+        }
       : {}),
   };
 }

@@ -26,7 +26,9 @@ export type TokenRejectReason =
   | 'missing-token' | 'too-large' | 'wrong-type' | 'malformed' | 'unknown-issuer' | 'wrong-issuer' | 'wrong-audience'
   | 'alg-not-allowed' | 'bad-signature' | 'unknown-kid' | 'ambiguous-key' | 'unusable-key' | 'keys-unavailable'
   | 'unsupported-header' | 'expired' | 'not-yet-valid' | 'issued-in-future' | 'too-old' | 'missing-claim'
-  | 'invalid-claim' | 'sub-mismatch' | 'extended-token' | 'not-a-workload-token' | 'verification-failed';
+  | 'invalid-claim' | 'sub-mismatch' | 'extended-token' | 'not-a-workload-token' | 'verification-failed'
+  /** The API server no longer accepts the pod's service account (service-account-liveness.ts). */
+  | 'service-account-revoked';
 
 export const MAX_TOKEN_BYTES = 8192;
 export const DEFAULT_ALGORITHMS = ['RS256', 'ES256'] as const;

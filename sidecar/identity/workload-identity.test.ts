@@ -119,6 +119,26 @@ describe('WorkloadIdentity', () => {
     });
   }
 
+  it('rejects (service-account-revoked) and turns not ready while the API server says the service account is gone, though the token still verifies', async () => {
+    clock.now = T0;
+    const path = join(dir, 'revoked');
+    await project(path, await mintKubernetesToken(issuer, { namespace: 'payments', serviceAccount: 'reporter' }));
+    let revoked: string | undefined;
+    const identity = new WorkloadIdentity({ verifier, path, clock: () => clock.now, revoked: () => revoked });
+    assert.equal((await identity.current()).subject, 'system:serviceaccount:payments:reporter');
+    assert.equal(identity.subject, 'system:serviceaccount:payments:reporter');
+    revoked = 'the pod\'s service account is no longer valid (401)';
+    assert.equal(identity.ready, false);
+    const error = await failure(identity);
+    assert.deepEqual([error.reason, error.message], ['service-account-revoked', revoked]);
+    assert.equal(identity.lastError?.reason, 'service-account-revoked');
+    // The subject stays known, so a later review can be compared with it.
+    assert.equal(identity.subject, 'system:serviceaccount:payments:reporter');
+    revoked = undefined;
+    assert.equal((await identity.current()).kind, 'workload');
+    assert.equal(identity.ready, true);
+  });
+
   it('defaults to the dedicated projected token path', () => {
     assert.equal(new WorkloadIdentity({ verifier }).path, '/var/run/secrets/custos/token');
   });

@@ -19,6 +19,11 @@ export interface WorkloadIdentityOptions {
   /** Re-verify an unchanged token at least this often (default 60 s). */
   readonly reverifyAfterMs?: number;
   readonly readFile?: (path: string) => Promise<Uint8Array>;
+  /**
+   * Why the API server says the pod's service account is gone (service-account-liveness.ts), if
+   * it does: a deleted service account's token still verifies offline until it expires.
+   */
+  readonly revoked?: () => string | undefined;
 }
 
 interface Cached {
@@ -33,7 +38,9 @@ export class WorkloadIdentity {
   readonly #clock: () => number;
   readonly #reverifyAfterMs: number;
   readonly #readFile: (path: string) => Promise<Uint8Array>;
+  readonly #revoked: () => string | undefined;
   #cached: Cached | undefined;
+  #subject: string | undefined;
   #lastError: TokenVerificationError | undefined;
 
   constructor(options: WorkloadIdentityOptions) {
@@ -42,12 +49,18 @@ export class WorkloadIdentity {
     this.#clock = options.clock ?? Date.now;
     this.#reverifyAfterMs = options.reverifyAfterMs ?? 60_000;
     this.#readFile = options.readFile ?? fsReadFile;
+    this.#revoked = options.revoked ?? (() => undefined);
   }
 
-  /** True when the last `current()` succeeded and that token has not expired since. */
+  /** The `sub` of the last token that verified (the pod's service account), kept across failures. */
+  get subject(): string | undefined {
+    return this.#subject;
+  }
+
+  /** True when the last `current()` succeeded, that token has not expired since, and the service account was not revoked. */
   get ready(): boolean {
     const cached = this.#cached;
-    return cached !== undefined && !this.#expired(cached.principal);
+    return cached !== undefined && !this.#expired(cached.principal) && this.#revoked() === undefined;
   }
 
   /** Why the last `current()` failed (for /readyz and the audit event), if it did. */
@@ -57,6 +70,11 @@ export class WorkloadIdentity {
 
   /** The verified workload principal; rejects with ERR_AUTH_TOKEN_REJECTED (with a `reason`). */
   async current(): Promise<Principal> {
+    const revoked = this.#revoked();
+    if (revoked !== undefined) {
+      this.#lastError = new TokenVerificationError(ERR_AUTH_TOKEN_REJECTED, 'service-account-revoked', revoked);
+      throw this.#lastError;
+    }
     try {
       const raw = await this.#readToken();
       const cached = this.#cached;
@@ -70,6 +88,7 @@ export class WorkloadIdentity {
       // one the kubelet failed to rotate, and `ready` must not flap inside the tolerance window.
       if (this.#expired(principal)) throw new TokenVerificationError(ERR_AUTH_TOKEN_REJECTED, 'expired', 'workload token expired');
       this.#cached = { raw, principal, verifiedAt: this.#clock() };
+      this.#subject = principal.subject;
       this.#lastError = undefined;
       return principal;
     } catch (error: unknown) {

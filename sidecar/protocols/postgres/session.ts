@@ -26,6 +26,7 @@ import { subjectMatchesIdentity } from '../../../policy/subjects.ts';
 import type { ActiveMasking } from '../../masking-service.ts';
 import { maskDataRow, planResult, type ResultPlan } from '../../masking/result-masker.ts';
 import { scrubText } from '../../masking/strategies.ts';
+import { SERVICE_ACCOUNT_REVOKED_MESSAGE } from '../../identity/service-account-review.ts';
 import { decodeBackendMessage } from './codec/backend-messages.ts';
 import { BufferWriter } from './codec/buffer-writer.ts';
 import type { SidecarMetrics } from '../../metrics.ts';
@@ -428,7 +429,12 @@ export class PostgresSession {
     let workload: Principal | undefined;
     try {
       workload = await this.#env.workloadIdentity();
-    } catch {
+    } catch (e: unknown) {
+      // A revoked service account is said as such: retrying will not help, deleting it was deliberate.
+      if ((e as { reason?: unknown }).reason === 'service-account-revoked') {
+        await this.#authFailure('28000', `workload identity of this pod was revoked: ${SERVICE_ACCOUNT_REVOKED_MESSAGE}`, 'service-account-revoked');
+        return;
+      }
       await this.#authFailure('28000', 'workload identity of this pod could not be verified', 'workload-identity-unavailable');
       return;
     }
