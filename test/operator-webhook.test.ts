@@ -344,8 +344,14 @@ describe('mutating webhook: HTTPS transport, certificates and caBundle against t
       const r = await k.run(['apply', '-f', '-'], { input: JSON.stringify(manifest) });
       assert.equal(r.code, 0, r.stderr);
       const stored = JSON.parse(await k.ok(['get', 'pod', 'billing-0', '-n', ENFORCED, '-o', 'json'])) as Required<PodLike> & { spec: { initContainers: Array<Record<string, unknown>> } };
+      // The webhook sees the pod after the API server's ServiceAccount admission added the
+      // kube-api-access volume and mounted it into the app (the sidecar mounts it too, for its
+      // service-account check).
+      const apiAccess = (stored.spec.volumes as Array<{ name: string }>).filter((v) => v.name.startsWith('kube-api-access-'));
+      assert.equal(apiAccess.length, 1, 'ServiceAccount admission added kube-api-access');
+      const admitted = { ...manifest, spec: { ...manifest.spec, containers: stored.spec.containers ?? [], volumes: [...(manifest.spec?.volumes ?? []), ...apiAccess] } };
       const expected: InjectionResult = buildInjectionPatch({
-        pod: manifest, namespace: { name: ENFORCED, labels: { 'custos.io/injection': 'enabled' } }, policies: [policy], settings: DEFAULT_INJECTION_SETTINGS,
+        pod: admitted, namespace: { name: ENFORCED, labels: { 'custos.io/injection': 'enabled' } }, policies: [policy], settings: DEFAULT_INJECTION_SETTINGS,
       });
       assert.equal(expected.kind, 'patch');
       assert.deepEqual(stored.spec.initContainers.map((c) => c.name), ['custos-init', 'custos-sidecar']);
@@ -353,6 +359,8 @@ describe('mutating webhook: HTTPS transport, certificates and caBundle against t
       assert.ok(added !== undefined && added.op === 'add');
       assert.deepEqual(stored.spec.initContainers, added.value);
       assert.equal(stored.spec.initContainers[1]?.restartPolicy, 'Always');
+      const sidecarMounts = stored.spec.initContainers[1]['volumeMounts'] as Array<{ name: string; mountPath: string }> | undefined;
+      assert.ok(sidecarMounts?.some((m) => m.name === apiAccess[0]?.name && m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount'), 'the sidecar mounts the pod\'s API token');
       assert.equal(stored.metadata.annotations?.['custos.io/status'], JSON.stringify(expected.status));
       assert.equal(stored.metadata.annotations['kubectl.kubernetes.io/default-container'], 'app');
       assert.equal(stored.metadata.labels?.['custos.io/injected'], 'true');
