@@ -25,6 +25,7 @@ import { CustosError, isCustosError } from '../../lib/errors.ts';
 import { applyInterceptionRules, type CommandRunner } from '../../operator/interception/apply-rules.ts';
 import { buildInterceptionRules, type AddressFamily, type InterceptionInput, type InterceptionTarget } from '../../operator/interception/iptables-rules.ts';
 import type { InterceptionSpec } from '../../operator/webhook/sidecar-config.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 export const INTERCEPTION_ENV = 'CUSTOS_INTERCEPTION';
 
@@ -53,9 +54,6 @@ function invalid(field: string, problem: string): never {
   throw new CustosError('ERR_INIT_SPEC_INVALID', `${field}: ${problem}`);
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function checkFields(field: string, value: Record<string, unknown>, allowed: readonly string[]): void {
   for (const key of Object.keys(value)) if (!allowed.includes(key)) invalid(`${field}.${key}`, 'field not declared in schema');
@@ -87,7 +85,7 @@ export function parseInterceptionSpec(text: string | undefined): InterceptionSpe
   } catch (e: unknown) {
     invalid(root, `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (!isObject(value)) invalid(root, 'must be a JSON object');
+  if (!isRecord(value)) invalid(root, 'must be a JSON object');
   checkFields(root, value, SPEC_FIELDS);
   const proxyUid = integer(`${root}.proxyUid`, value['proxyUid'], 1, MAX_ID, 'a non-root UID');
   const proxyGid = integer(`${root}.proxyGid`, value['proxyGid'], 1, MAX_ID, 'a non-root GID');
@@ -97,7 +95,7 @@ export function parseInterceptionSpec(text: string | undefined): InterceptionSpe
   });
   const redirects = list(`${root}.redirects`, value['redirects']).map((r, i) => {
     const field = `${root}.redirects[${i}]`;
-    if (!isObject(r)) invalid(field, 'must be an object');
+    if (!isRecord(r)) invalid(field, 'must be an object');
     checkFields(field, r, REDIRECT_FIELDS);
     const { target, protocol, host } = r;
     if (typeof target !== 'string' || target.length > 63 || !TARGET_NAME.test(target)) {

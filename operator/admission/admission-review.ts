@@ -8,6 +8,7 @@
 // `request.uid`, and a patch must be base64 JSON with `patchType: JSONPatch`.
 import type { InjectionResult } from '../webhook/build-patch.ts';
 import type { PodLike } from '../webhook/pod-types.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 export const ADMISSION_KIND = 'AdmissionReview';
@@ -64,9 +65,6 @@ export interface AdmissionReviewResponse {
 /** Longest uid accepted: the API server sends a UUID (36 characters); anything far longer is not one. */
 const MAX_UID_LENGTH = 128;
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';

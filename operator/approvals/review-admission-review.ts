@@ -5,6 +5,7 @@
 import { ADMISSION_API_VERSION, ADMISSION_KIND, decodeEnvelope, decodeUserInfo, type AdmissionReviewResponse } from '../admission/admission-review.ts';
 import type { AdmissionOperation, AdmissionUserInfo, ReviewAdmission } from './review-admission.ts';
 import { ACCESS_REVIEW_API } from './access-request-manifest.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 export interface ReviewAdmissionRequest {
   readonly uid: string;
@@ -21,9 +22,6 @@ export type ReviewDecodeResult =
 
 const OPERATIONS: readonly string[] = ['CREATE', 'UPDATE', 'DELETE', 'CONNECT'];
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 export function decodeReviewAdmission(body: unknown): ReviewDecodeResult {
   const envelope = decodeEnvelope(body);

@@ -12,6 +12,7 @@ import { reviewerRefusal, tally, type ReviewableRequest } from '../../policy/app
 import type { AccessRequest } from '../../crds/generated/access-request.ts';
 import type { AccessReview, AccessReviewReviewer, AccessReviewStatus } from '../../crds/generated/access-review.ts';
 import type { JsonPatchOperation } from '../webhook/json-patch.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 /** The CRD's status.refusal enum and the tally's ReviewRefusal are the same set (checked by tsc). */
 type CrdRefusal = NonNullable<AccessReviewStatus['refusal']>;
@@ -106,9 +107,6 @@ interface Submitted {
   readonly claimedReviewer: unknown;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function quote(v: unknown): string {
   if (v === undefined) return 'nothing';

@@ -12,6 +12,7 @@ import { ADMISSION_STAMP_ANNOTATION, signAdmissionStamp } from './admission-stam
 import type { RelaySigner } from './relay-record.ts';
 import { admitReview } from './review-admission.ts';
 import { decodeReviewAdmission, encodeReviewAdmission } from './review-admission-review.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 /** clientConfig.service.path of the AccessReview webhook in the chart. */
 export const ADMIT_REVIEWS_PATH = '/admit/accessreviews';
@@ -69,6 +70,3 @@ export function reviewAdmissionRoute(options: ReviewAdmissionRouteOptions): Admi
   };
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}

@@ -2,6 +2,7 @@
 // JSONPatch), RFC 6901 pointer escaping, and a small applier used by tests and by reinvocation
 // checks. Only the operations the injector emits are applied: add, remove, replace, test.
 import { CustosError } from '../../lib/errors.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 export type JsonPatchOperation =
   | { readonly op: 'add'; readonly path: string; readonly value: unknown }
@@ -30,9 +31,6 @@ function isContainer(v: unknown): v is Container {
   return typeof v === 'object' && v !== null;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function arrayIndex(arr: readonly unknown[], token: string, path: string, forAdd: boolean): number {
   if (forAdd && token === '-') return arr.length;

@@ -5,6 +5,7 @@
 import { CustosError } from '../../lib/errors.ts';
 import type { ApprovalRequest, ApprovalSettings } from '../../policy/approvals/approval-types.ts';
 import { isRequestId } from '../../policy/approvals/request-id.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 export const ERR_APPROVAL_RECORD_INVALID = 'ERR_APPROVAL_RECORD_INVALID';
 
@@ -46,9 +47,6 @@ function invalid(what: string): CustosError {
   return new CustosError(ERR_APPROVAL_RECORD_INVALID, `malformed approval record: ${what}`);
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function parseJson(text: string, what: string): Record<string, unknown> {
   let value: unknown;
@@ -57,7 +55,7 @@ function parseJson(text: string, what: string): Record<string, unknown> {
   } catch {
     throw invalid(`${what} is not JSON`);
   }
-  if (!isObject(value)) throw invalid(`${what} is not an object`);
+  if (!isRecord(value)) throw invalid(`${what} is not an object`);
   return value;
 }
 
@@ -76,7 +74,7 @@ function optionalStr(record: Record<string, unknown>, key: string, what: string)
 
 function obj(record: Record<string, unknown>, key: string, what: string): Record<string, unknown> {
   const value = record[key];
-  if (!isObject(value)) throw invalid(`${what}.${key} is not an object`);
+  if (!isRecord(value)) throw invalid(`${what}.${key} is not an object`);
   return value;
 }
 

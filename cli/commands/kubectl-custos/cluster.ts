@@ -7,6 +7,7 @@ import { ApiException, CustomObjectsApi, KubeConfig } from '@kubernetes/client-n
 import type { AccessRequest } from '../../../crds/generated/access-request.ts';
 import type { AccessReview } from '../../../crds/generated/access-review.ts';
 import { ApiServerError, ConnectionError } from './errors.ts';
+import { isRecord } from '../../../lib/is-record.ts';
 
 const GROUP = 'custos.io';
 const VERSION = 'v1alpha1';
@@ -65,9 +66,6 @@ function loadKubeConfig(options: ClusterOptions): KubeConfig {
   return kubeConfig;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** The Status an error response carried, whatever shape client-node left its body in. */
 function statusOf(body: unknown): { reason: string; message: string } | undefined {
