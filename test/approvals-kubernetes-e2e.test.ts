@@ -18,6 +18,7 @@ import type { AuditEvent } from '../audit/event.ts';
 import type { AccessRequest } from '../crds/generated/access-request.ts';
 import type { AccessReview } from '../crds/generated/access-review.ts';
 import { reviewsKey } from '../sidecar/approvals/approval-keys.ts';
+import { approvalBlock, UNFILTERED_WRITES_RULE } from './harness/approval-fixtures.ts';
 import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
 import { REPO_ROOT, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
 import { createBillingSchema, runCommand, type CommandResult } from './harness/fixtures.ts';
@@ -40,35 +41,31 @@ const USERS = {
 } as const;
 type User = keyof typeof USERS;
 
-/** Index of `deny-unfiltered-writes` in examples/policy.yaml: it becomes the approval rules. */
-const UNFILTERED_WRITES_RULE = 3;
-
 /**
  * DELETE without WHERE held for a dba; UPDATE without WHERE in return mode; customer wipes held
  * 4 s and reviewable for the shortest TTL the CRD allows (60 s).
  */
 function kubernetesApprovalPolicy(doc: PolicyDocument): void {
-  const approval = (extra: Record<string, unknown>): Record<string, unknown> => ({ reviewers: { groups: ['dba'] }, ttlSeconds: 600, ...extra });
   const rules = doc.getIn(['spec', 'rules']) as { items: unknown[] };
   rules.items.splice(UNFILTERED_WRITES_RULE, 1,
     doc.createNode({
       name: 'approve-customer-wipes',
       match: { sql: { statements: ['delete'], objects: ['public.customers'], where: 'missing-or-constant' } },
       action: 'require-approval',
-      approval: approval({ mode: 'hold', holdTimeoutSeconds: 4, ttlSeconds: 60 }),
+      approval: approvalBlock({ mode: 'hold', holdTimeoutSeconds: 4, ttlSeconds: 60 }),
     }),
     doc.createNode({
       name: 'approve-unfiltered-updates',
       match: { sql: { statements: ['update'], where: 'missing-or-constant' } },
       action: 'require-approval',
-      approval: approval({ mode: 'return' }),
+      approval: approvalBlock({ mode: 'return' }),
     }),
     doc.createNode({
       name: 'approve-unfiltered-writes',
       match: { sql: { where: 'missing-or-constant' } },
       action: 'require-approval',
       message: 'a write without a WHERE clause needs a DBA',
-      approval: approval({ mode: 'hold', holdTimeoutSeconds: 120 }),
+      approval: approvalBlock({ mode: 'hold' }),
     }));
 }
 

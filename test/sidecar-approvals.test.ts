@@ -13,29 +13,12 @@ import { parseRequest, serializeReviewRecord } from '../sidecar/approvals/approv
 import * as fe from '../sidecar/protocols/postgres/codec/frontend-serializer.ts';
 import { byReason, uniqueName, waitForEvents } from './harness/audit-events.ts';
 import { CUSTOS_CLI, NODE, startCustosStack, type CustosStack } from './harness/custos-stack.ts';
+import { approvalBlock, type ApprovalRuleOptions, UNFILTERED_WRITES_RULE } from './harness/approval-fixtures.ts';
 import { createBillingSchema, runCommand } from './harness/fixtures.ts';
 import { createMaskingSchema, expectedPartialEmail, CUSTOMERS, maskingPolicy, writeHmacKey } from './harness/masking-fixtures.ts';
 import type { PolicyDocument } from './harness/sidecar-files.ts';
 import { sqlstateOf, WireClient, type Message } from './harness/wire-client.ts';
 import { createConnection } from 'node:net';
-
-/** Index of `deny-unfiltered-writes` in examples/policy.yaml: it becomes the approval rule. */
-const UNFILTERED_WRITES_RULE = 3;
-
-interface ApprovalRuleOptions {
-  readonly mode: 'hold' | 'return';
-  readonly holdTimeoutSeconds?: number;
-  readonly ttlSeconds?: number;
-}
-
-function approvalBlock(options: ApprovalRuleOptions): Record<string, unknown> {
-  return {
-    reviewers: { groups: ['dba'] },
-    mode: options.mode,
-    ...(options.mode === 'hold' ? { holdTimeoutSeconds: options.holdTimeoutSeconds ?? 120 } : {}),
-    ttlSeconds: options.ttlSeconds ?? 600,
-  };
-}
 
 /**
  * The example policy with unfiltered writes needing a `dba`'s approval: DELETE held (`mode`), and

@@ -112,3 +112,22 @@ export function useApprovalStore(tmpPrefix: string): ApprovalStoreBench {
   });
   return bench;
 }
+
+/** Index of `deny-unfiltered-writes` in examples/policy.yaml: the rule approval tests replace. */
+export const UNFILTERED_WRITES_RULE = 3;
+
+export interface ApprovalRuleOptions {
+  readonly mode: 'hold' | 'return';
+  readonly holdTimeoutSeconds?: number;
+  readonly ttlSeconds?: number;
+}
+
+/** A rule's `approval` block: a `dba` reviews; hold 120 s and a 600 s TTL unless given. */
+export function approvalBlock(options: ApprovalRuleOptions): Record<string, unknown> {
+  return {
+    reviewers: { groups: ['dba'] },
+    mode: options.mode,
+    ...(options.mode === 'hold' ? { holdTimeoutSeconds: options.holdTimeoutSeconds ?? 120 } : {}),
+    ttlSeconds: options.ttlSeconds ?? 600,
+  };
+}
